@@ -1,0 +1,1 @@
+"""The paper plugins. Each sub-package registers its modules on import."""

@@ -1,0 +1,13 @@
+"""projects.san.
+
+SAN: Exploring Self-attention for Image Recognition (Zhao et al., CVPR
+2020). Upstream: hszhao/SAN and its fork FearsomeTuna/SAN.
+
+Importing this package imports ``shared`` and every registering
+submodule of the plugin, so
+``custom_imports=dict(imports=['projects.san'])`` makes all of its
+registered names available. The models land with the plugin's own issue;
+the package is importable now.
+"""
+
+import shared  # noqa: F401

@@ -1,0 +1,14 @@
+"""projects.wsol_sst.
+
+WGOL: self-supervised attention for weakly supervised object
+localization (modes spa, spa+sa, sos, sos+sa_v1/v2/v3). Upstream:
+KevinDongDong/WGOL-TPAMI.
+
+Importing this package imports ``shared`` and every registering
+submodule of the plugin, so
+``custom_imports=dict(imports=['projects.wsol_sst'])`` makes all of its
+registered names available. The models land with the plugin's own issue;
+the package is importable now.
+"""
+
+import shared  # noqa: F401

@@ -1,0 +1,1 @@
+"""Dataset adapters and box/mask-aware transforms (registered in DATASETS)."""

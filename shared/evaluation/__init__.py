@@ -1,0 +1,1 @@
+"""WSOL, multi-label and retrieval evaluation (registered in METRICS)."""

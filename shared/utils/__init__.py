@@ -1,0 +1,1 @@
+"""Utilities: compat patches, safe checkpoints, CPU distributed, setup."""

@@ -1,0 +1,363 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share.
+
+Config loading with plugin-aware errors, dataloader sanitising, CUDA checks,
+launcher set-up (including the CPU gloo mode), runner construction with the
+"unregistered type" hint, and the resume consistency check.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import os.path as osp
+import re
+from contextlib import contextmanager
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from shared.utils.cpu_dist import setup_cpu_distributed, use_cpu_distributed
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+_UNREGISTERED = re.compile(r'(\S+) is not in the (\S+) registry')
+
+
+class ConfigError(ValueError):
+    """A config value or command-line option cannot be used as given."""
+
+
+def load_config(path: str, cfg_options: dict | None = None) -> Config:
+    """Load a config, importing its plugins, and apply ``--cfg-options``.
+
+    Raises:
+        FileNotFoundError: the config does not exist.
+        ImportError: a plugin in ``custom_imports`` failed to import (the
+            message names the plugin and the cause).
+        ConfigError: ``custom_imports.allow_failed_imports=True``.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file {path} does not exist')
+    try:
+        cfg = Config.fromfile(path)
+    except ImportError as exc:
+        raise ImportError(
+            f'a plugin in custom_imports of {path} failed to import: {exc!r}'
+        ) from exc
+    custom = cfg.get('custom_imports') or {}
+    if custom.get('allow_failed_imports'):
+        raise ConfigError(
+            f'{path}: custom_imports.allow_failed_imports=True is forbidden '
+            'because it hides broken plugins; set it to False'
+        )
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def resolve_work_dir(
+    cfg: Config, config_path: str, cli_work_dir: str | None
+) -> None:
+    """Work dir precedence: CLI, then the config's, then work_dirs/<stem>."""
+    if cli_work_dir is not None:
+        cfg.work_dir = cli_work_dir
+    elif cfg.get('work_dir') is None:
+        stem = osp.splitext(osp.basename(config_path))[0]
+        cfg.work_dir = osp.join('work_dirs', stem)
+
+
+def require_cuda(what: str) -> None:
+    """Raise a clear error when ``what`` needs a GPU and none is visible."""
+    if not torch.cuda.is_available():
+        raise ConfigError(f'{what} needs a CUDA GPU; none is visible')
+
+
+def check_cuda_keys(cfg: Config) -> None:
+    """Name config keys that need CUDA when none is visible."""
+    if torch.cuda.is_available():
+        return
+    optim = cfg.get('optim_wrapper') or {}
+    if optim.get('type') == 'AmpOptimWrapper':
+        raise ConfigError(
+            "optim_wrapper.type='AmpOptimWrapper' (AMP) needs a CUDA GPU; "
+            'none is visible. Use OptimWrapper on CPU'
+        )
+    test_cfg = cfg.get('test_cfg') or {}
+    if test_cfg.get('fp16'):
+        raise ConfigError(
+            'test_cfg.fp16=True (AMP) needs a CUDA GPU; none is visible'
+        )
+
+
+def sanitize_dataloaders(cfg: Config) -> None:
+    """Make dataloader settings valid for this machine.
+
+    ``persistent_workers`` requires workers (mmpretrain sets it on every
+    base, and PyTorch raises with ``num_workers=0``); ``pin_memory`` is
+    pointless without CUDA.
+    """
+    for key in DATALOADERS:
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        if loader.get('num_workers', 0) == 0:
+            loader['persistent_workers'] = False
+        if not torch.cuda.is_available():
+            loader['pin_memory'] = False
+
+
+def setup_launcher(cfg: Config, launcher: str) -> None:
+    """Record the launcher; use the CPU gloo mode when CUDA is absent."""
+    cfg.launcher = launcher
+    if use_cpu_distributed(launcher):
+        rank, world = setup_cpu_distributed(cfg, launcher)
+        print_log(
+            f'CPU distributed mode (gloo): rank {rank} of {world}',
+            logger='current',
+            level=logging.INFO,
+        )
+
+
+def set_local_rank(local_rank: int | None) -> None:
+    """Copy ``--local-rank``/``--local_rank`` into ``LOCAL_RANK``."""
+    if local_rank is not None:
+        os.environ['LOCAL_RANK'] = str(local_rank)
+    os.environ.setdefault('LOCAL_RANK', '0')
+
+
+def unregistered_type_error(exc: KeyError, cfg: Config) -> KeyError | None:
+    """Rewrite mmengine's "X is not in the registry" into an actionable one."""
+    msg = str(exc.args[0]) if exc.args else ''
+    match = _UNREGISTERED.search(msg)
+    if not match:
+        return None
+    name, registry = match.group(1), match.group(2)
+    imports = (cfg.get('custom_imports') or {}).get('imports', [])
+    hint = ', '.join(f'{m.replace(".", "/")}/__init__.py' for m in imports)
+    return KeyError(
+        f'{name} is not registered in the {registry} registry (default '
+        f'scope {cfg.get("default_scope")!r}, custom_imports={imports}). '
+        f'Is it registered in {hint or "projects/<name>/__init__.py"} (or '
+        'does the config miss custom_imports=dict(imports=[...])?)'
+    )
+
+
+@contextmanager
+def explain_registry_errors(cfg: Config):
+    """Re-raise unregistered-type KeyErrors with scope and plugin hints."""
+    try:
+        yield
+    except KeyError as exc:
+        better = unregistered_type_error(exc, cfg)
+        if better is None:
+            raise
+        raise better from exc
+
+
+def build_runner(cfg: Config):
+    """``RUNNERS.build`` when ``runner_type`` is set, else ``Runner``."""
+    with explain_registry_errors(cfg):
+        if 'runner_type' in cfg:
+            from mmengine.registry import RUNNERS
+
+            return RUNNERS.build(cfg)
+        from mmengine.runner import Runner
+
+        return Runner.from_cfg(cfg)
+
+
+def resume_checkpoint_path(cfg: Config) -> str | None:
+    """The file a resume will read, or None for a fresh start."""
+    if not cfg.get('resume'):
+        return None
+    if cfg.get('load_from'):
+        return cfg.load_from
+    from mmengine.runner import find_latest_checkpoint
+
+    return find_latest_checkpoint(cfg.work_dir)
+
+
+def _total_batch(cfg: Config, world_size: int) -> int | None:
+    loader = cfg.get('train_dataloader') or {}
+    batch = loader.get('batch_size')
+    return None if batch is None else batch * world_size
+
+
+def _base_lr(cfg: Config):
+    optim = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    return optim.get('lr')
+
+
+def compare_resume_config(
+    old: Config, new: Config, old_world: int | None, new_world: int
+) -> list[str]:
+    """List the schedule-relevant keys that differ between two configs.
+
+    Compared: ``train_cfg.max_epochs``/``max_iters``, ``param_scheduler``,
+    the base learning rate and the total batch size.
+    """
+    changed = []
+    for key in ('max_epochs', 'max_iters'):
+        a = (old.get('train_cfg') or {}).get(key)
+        b = (new.get('train_cfg') or {}).get(key)
+        if a != b:
+            changed.append(f'train_cfg.{key}: {a} -> {b}')
+    if _plain(old.get('param_scheduler')) != _plain(
+        new.get('param_scheduler')
+    ):
+        changed.append('param_scheduler')
+    if _base_lr(old) != _base_lr(new):
+        changed.append(
+            f'optim_wrapper.optimizer.lr: {_base_lr(old)} -> {_base_lr(new)}'
+        )
+    if old_world is not None:
+        a, b = _total_batch(old, old_world), _total_batch(new, new_world)
+        if a != b:
+            changed.append(f'total batch size: {a} -> {b}')
+    return changed
+
+
+def _plain(value):
+    if isinstance(value, ConfigDict | dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class ResumeStateHook(Hook):
+    """Make resumed runs continue exactly like uninterrupted ones.
+
+    mmengine checkpoints hold neither the random-number generators' states
+    nor the world size. This hook, registered by ``tools/train.py``:
+
+    * captures the Python, NumPy and torch RNG states at the end of every
+      training epoch and restores them at the start of the next one, so
+      validation never perturbs training randomness;
+    * stores those states (as tensors and primitives, which
+      :func:`shared.utils.checkpoint.safe_load` accepts) and the world size in
+      each checkpoint's ``meta``; on resume the states are restored before
+      the next epoch, so augmentations continue as if never interrupted.
+    """
+
+    priority = 'HIGH'
+
+    def __init__(self) -> None:
+        self._states: dict | None = None
+
+    @staticmethod
+    def _capture() -> dict:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state = dict(
+            python=random.getstate(),
+            numpy=dict(
+                kind=kind,
+                keys=torch.from_numpy(keys.astype(np.int64)),
+                pos=int(pos),
+                has_gauss=int(has_gauss),
+                cached=float(cached),
+            ),
+            torch=torch.get_rng_state(),
+        )
+        if torch.cuda.is_available():
+            state['cuda'] = torch.cuda.get_rng_state_all()
+        return state
+
+    @staticmethod
+    def _restore(state: dict) -> None:
+        import random
+
+        import numpy as np
+
+        python = state['python']
+        random.setstate((python[0], tuple(python[1]), python[2]))
+        npy = state['numpy']
+        np.random.set_state(
+            (
+                npy['kind'],
+                npy['keys'].numpy().astype(np.uint32),
+                npy['pos'],
+                npy['has_gauss'],
+                npy['cached'],
+            )
+        )
+        torch.set_rng_state(state['torch'])
+        if 'cuda' in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda'])
+
+    def after_train_epoch(self, runner) -> None:
+        """Capture the RNG states (before the checkpoint is written)."""
+        self._states = self._capture()
+
+    def before_train_epoch(self, runner) -> None:
+        """Restore the states captured at the end of the previous epoch."""
+        if self._states is not None:
+            self._restore(self._states)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Add ``meta.world_size`` and ``meta.rng_state``."""
+        meta = checkpoint.setdefault('meta', {})
+        meta['world_size'] = runner.world_size
+        if self._states is not None:
+            meta['rng_state'] = self._states
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Keep the stored RNG states for the next training epoch."""
+        states = (checkpoint.get('meta') or {}).get('rng_state')
+        if states is not None:
+            self._states = states
+
+
+def warn_on_resume_changes(cfg: Config, world_size: int) -> None:
+    """Warn before resuming when the schedule or batch changed.
+
+    mmengine restores the schedulers' state, so a new ``max_epochs`` does not
+    move their horizon (mmengine#1542) and the checkpoint's learning rate
+    survives a change of world size. Without a checkpoint to resume from, a
+    warning says the run starts fresh.
+    """
+    if not cfg.get('resume'):
+        return
+    path = resume_checkpoint_path(cfg)
+    if path is None:
+        print_log(
+            f'--resume: no checkpoint in {cfg.work_dir}; starting a fresh '
+            'run.',
+            logger='current',
+            level=logging.WARNING,
+        )
+        return
+    if not osp.isfile(path):
+        return  # remote URLs: mmengine reports them itself
+    from shared.utils.checkpoint import safe_load
+
+    meta = (safe_load(path) or {}).get('meta') or {}
+    text = meta.get('cfg')
+    if not isinstance(text, str):
+        return
+    try:
+        old = Config.fromstring(text, '.py')
+    except Exception as exc:  # an unparsable dump only loses the check
+        print_log(
+            f'could not compare the resumed config ({exc!r})',
+            logger='current',
+            level=logging.WARNING,
+        )
+        return
+    old_world = meta.get('world_size')
+    changed = compare_resume_config(old, cfg, old_world, world_size)
+    if changed:
+        print_log(
+            f'Resuming from {path} with a changed schedule: '
+            f'{"; ".join(changed)}. mmengine restores the schedulers, so '
+            'their horizon (e.g. a cosine length from max_epochs) keeps the '
+            "checkpoint's values, and the checkpoint's learning rate is "
+            'kept even if the world size changed.',
+            logger='current',
+            level=logging.WARNING,
+        )

@@ -1,0 +1,1 @@
+"""CAM overlays and the CAM visualisation hook."""

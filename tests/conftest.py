@@ -1,0 +1,84 @@
+"""Test-suite set-up: patches, default scope, no network, clean singletons."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ['TORCH_HOME'] = tempfile.mkdtemp(prefix='torch_home_')
+os.environ.setdefault('MPLBACKEND', 'Agg')
+
+from mmengine.registry import init_default_scope  # noqa: E402
+
+from shared.utils.compat import apply_patches  # noqa: E402
+
+apply_patches()
+init_default_scope('mmpretrain')
+
+
+# -- no network: only loopback connections ------------------------------------
+_real_connect = socket.socket.connect
+
+
+def _is_loopback(address) -> bool:
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths
+    host = address[0]
+    if host in ('localhost', ''):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self, address):
+    if not _is_loopback(address):
+        raise OSError(
+            f'tests may not reach the network (connect to '
+            f'{address!r} blocked by tests/conftest.py)'
+        )
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _guarded_connect
+
+
+# -- fixtures ---------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _reset_mmengine_singletons():
+    """Drop MessageHub/Visualizer/logger instances a test created."""
+    from mmengine.logging import MessageHub, MMLogger
+    from mmengine.visualization import Visualizer
+
+    before = {
+        cls: set(cls._instance_dict)
+        for cls in (MessageHub, MMLogger, Visualizer)
+    }
+    yield
+    for cls, names in before.items():
+        for name in set(cls._instance_dict) - names:
+            instance = cls._instance_dict.pop(name)
+            if isinstance(instance, MMLogger):
+                for handler in list(instance.handlers):
+                    handler.close()
+                    instance.removeHandler(handler)
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    """The repository root."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def python() -> str:
+    """The interpreter running the tests (the project's venv)."""
+    return sys.executable

@@ -82,3 +82,67 @@ def repo_root() -> Path:
 def python() -> str:
     """The interpreter running the tests (the project's venv)."""
     return sys.executable
+
+
+def run_tool(
+    args: list[str],
+    *,
+    env: dict | None = None,
+    cwd=None,
+    timeout: int = 600,
+    check: bool = True,
+):
+    """Run a repository tool (``tools/x.py`` or ``.sh``) in a subprocess.
+
+    Returns the CompletedProcess with ``output`` = stdout + stderr.
+    """
+    import subprocess
+
+    cmd = list(args)
+    if cmd[0].endswith('.py'):
+        cmd = [sys.executable, str(REPO_ROOT / cmd[0]), *cmd[1:]]
+    elif cmd[0].endswith('.sh'):
+        cmd = ['bash', str(REPO_ROOT / cmd[0]), *cmd[1:]]
+    full_env = dict(os.environ)
+    full_env['PYTHON'] = sys.executable
+    full_env.update(env or {})
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd or REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    proc.output = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{" ".join(cmd)} exited {proc.returncode}:\n{proc.output[-6000:]}'
+        )
+    return proc
+
+
+@pytest.fixture(scope='session')
+def synthetic_root(tmp_path_factory) -> Path:
+    """A DATA_ROOT holding synthetic data for the demo and base configs."""
+    root = tmp_path_factory.mktemp('data_root')
+    run_tool(
+        [
+            'tools/dataset_converters/make_synthetic.py',
+            '--format',
+            'imagefolder',
+            '--out',
+            str(root / 'synthetic_imagefolder'),
+            '--num-classes',
+            '4',
+            '--per-class',
+            '8',
+            '--val-per-class',
+            '3',
+            '--size',
+            '32',
+            '--seed',
+            '0',
+        ]
+    )
+    return root

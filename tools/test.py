@@ -150,7 +150,7 @@ def setup_visualization(cfg, args) -> None:
         cfg.custom_hooks = hooks
         return
     hooks = cfg.get('default_hooks') or {}
-    if 'visualization' not in hooks:
+    if not hooks.get('visualization'):
         raise ConfigError(
             '--show/--show-dir need default_hooks.visualization (e.g. '
             "dict(type='VisualizationHook', enable=False)) in the config"
@@ -215,11 +215,12 @@ def main(argv=None) -> int:
     if args.amp:
         require_cuda('--amp')
         cfg.setdefault('test_cfg', {})['fp16'] = True
+    # --cfg-options first: the flags below read the merged config.
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     setup_visualization(cfg, args)
     if args.tta:
         setup_tta(cfg)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     sanitize_dataloaders(cfg)
     check_cuda_keys(cfg)
     setup_launcher(cfg, args.launcher)

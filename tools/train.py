@@ -108,6 +108,13 @@ def merge_args(cfg, args) -> None:
             )
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    # Checked after --cfg-options, which may change the key.
     if args.auto_scale_lr:
         scale = cfg.get('auto_scale_lr') or {}
         if scale.get('base_batch_size') is None:
@@ -116,12 +123,6 @@ def merge_args(cfg, args) -> None:
                 'config (the total batch size of the original recipe)'
             )
         cfg.auto_scale_lr.enable = True
-    if args.no_validate:
-        cfg.val_cfg = None
-        cfg.val_dataloader = None
-        cfg.val_evaluator = None
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     sanitize_dataloaders(cfg)
 
 

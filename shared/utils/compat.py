@@ -8,7 +8,7 @@ setuptools >= 82 or numpy >= 2.4:
 1. ``checkpoint-loaders``: mmengine's ``CheckpointLoader`` schemes load
    through :func:`shared.utils.checkpoint.safe_load` (torch >= 2.6 refuses
    every mmengine training checkpoint with ``weights_only=True``; we never
-   fall back to ``weights_only=False``).
+   fall back to unpickling arbitrary globals).
 2. ``pkg-resources``: only when ``import pkg_resources`` fails, importlib
    versions of ``is_installed``, ``get_installed_path`` and
    ``package2module`` replace mmengine's in every module that bound them.

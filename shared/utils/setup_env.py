@@ -63,7 +63,9 @@ def register_all_modules(init_default_scope: bool = True) -> None:
         if key not in registered:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
-                ModelHub.register_model_index(key)
+                ModelHub.register_model_index(
+                    key, config_prefix=str(REPO_ROOT)
+                )
             registered.add(key)
             ModelHub._mono_registered = registered
     if not init_default_scope:

@@ -78,12 +78,14 @@ def test_layout_and_counts(tmp_path, capsys):
         assert sorted(p.name for p in (out / split).iterdir()) == names
         for name in names:
             files = sorted((out / split / name).iterdir())
-            assert [p.name for p in files] == [f'{i}.jpg' for i in range(k)]
+            assert [p.name for p in files] == [
+                f'{name}_{i:04d}.jpg' for i in range(k)
+            ]
             img = cv2.imread(str(files[0]))
             assert img.shape == (32, 32, 3)
         lines = (out / 'meta' / f'{split}.txt').read_text().splitlines()
         assert len(lines) == 3 * k
-        assert lines[0] == 'class_000/0.jpg 0'
+        assert lines[0] == 'class_000/class_000_0000.jpg 0'
         for ln in lines:
             rel, label = ln.split(' ')
             assert (out / split / rel).is_file()
@@ -108,7 +110,7 @@ def test_deterministic(tmp_path):
     # Independent of iteration order / other samples.
     img1 = ms.draw_sample(ms.sample_rng(7, 'val', 2, 0), 2, 3, 40)[0]
     ok, buf = cv2.imencode('.png', img1)
-    assert buf.tobytes() == a['val/class_002/0.png']
+    assert buf.tobytes() == a['val/class_002/class_002_0000.png']
 
 
 def test_boxes_and_masks():

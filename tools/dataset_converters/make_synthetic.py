@@ -17,8 +17,9 @@ Examples::
 ImageFolder layout (``--format imagefolder``)::
 
     OUT/classes.txt                 one class name per line, label order
-    OUT/train/class_000/0.png ...   train images, one folder per class
-    OUT/val/class_000/0.png ...     val images
+    OUT/train/class_000/class_000_0000.png ...  train images, a folder per
+                                                class (unique basenames)
+    OUT/val/class_000/class_000_0000.png ...    val images
     OUT/meta/train.txt              '<path relative to train/> <label>'
     OUT/meta/val.txt                '<path relative to val/> <label>'
 
@@ -325,8 +326,10 @@ def write_imagefolder(spec: SyntheticSpec) -> dict:
             for k in range(per_class):
                 rng = sample_rng(spec.seed, split, c, k)
                 img, _, _ = draw_sample(rng, c, spec.num_classes, spec.size)
-                _write_image(folder / f'{k}.{spec.ext}', img, spec.ext)
-                lines.append(f'{name}/{k}.{spec.ext} {c}\n')
+                _write_image(
+                    folder / f'{name}_{k:04d}.{spec.ext}', img, spec.ext
+                )
+                lines.append(f'{name}/{name}_{k:04d}.{spec.ext} {c}\n')
         (spec.out / 'meta' / f'{split}.txt').write_text(''.join(lines))
         counts[split] = len(lines)
     return {**counts, 'classes': names}

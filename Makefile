@@ -49,7 +49,7 @@ test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(TEST_STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-gpu: $(TEST_STAMP)
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
@@ -74,5 +74,5 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf work_dirs data/demo .pytest_cache .ruff_cache
+	rm -rf work_dirs data/synthetic_imagefolder .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -214,7 +214,9 @@ def main(argv=None) -> int:
     cfg.resume = False
     if args.amp:
         require_cuda('--amp')
-        cfg.setdefault('test_cfg', {})['fp16'] = True
+        test_cfg = cfg.get('test_cfg') or {}
+        test_cfg['fp16'] = True
+        cfg.test_cfg = test_cfg
     # --cfg-options first: the flags below read the merged config.
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -169,8 +169,12 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> tuple[int, int]:
         tuple[int, int]: ``(rank, world_size)``.
     """
     check_cpu_config(cfg)
-    env_cfg = cfg.setdefault('env_cfg', {})
-    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    # Assign back: ConfigDict copies plain dicts on insertion.
+    env_cfg = cfg.get('env_cfg') or {}
+    dist_cfg = env_cfg.get('dist_cfg') or {}
+    dist_cfg['backend'] = 'gloo'
+    env_cfg['dist_cfg'] = dist_cfg
+    cfg.env_cfg = env_cfg
     strategy = cfg.get('strategy')
     if strategy is not None:
         model_wrapper = strategy.get('model_wrapper') or {}

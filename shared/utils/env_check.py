@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata as md
 import re
 import sys
+import sysconfig
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,10 +63,16 @@ def read_requirement_names(path: Path) -> list[str]:
 
 
 def installed() -> dict[str, str]:
-    """Map every installed distribution to its version."""
+    """Map every distribution installed in this environment to its version.
+
+    Only the interpreter's site-packages count: vendored copies that
+    ``pkg_resources`` puts on ``sys.path`` (``setuptools/_vendor``) are not
+    installations.
+    """
+    paths = sorted({sysconfig.get_paths()[k] for k in ('purelib', 'platlib')})
     return {
         canonical(d.metadata['Name']): d.version
-        for d in md.distributions()
+        for d in md.distributions(path=paths)
         if d.metadata['Name']
     }
 

@@ -174,3 +174,22 @@ def test_cpu_mode_rejects_sync_bn(synthetic_root, tmp_path):
     )
     assert proc.returncode != 0
     assert 'sync_bn=None' in proc.output
+
+
+def test_ngpus_above_visible_gpus(tmp_path):
+    """A fake nvidia-smi reporting 2 GPUs: asking for 3 is refused."""
+    smi = tmp_path / 'nvidia-smi'
+    smi.write_text(
+        '#!/bin/sh\necho "GPU 0: Fake (UUID: a)"\n'
+        'echo "GPU 1: Fake (UUID: b)"\n'
+    )
+    smi.chmod(0o755)
+    env = {'PATH': f'{tmp_path}:/usr/bin:/bin'}
+    proc = run_tool(['tools/dist_train.sh', CFG, '3'], env=env, check=False)
+    assert proc.returncode != 0
+    assert 'NGPUS=3 but only 2 GPU(s) are visible' in proc.stderr
+    env['CUDA_VISIBLE_DEVICES'] = '1'
+    proc = run_tool(
+        ['tools/dist_test.sh', CFG, 'x.pth', '2'], env=env, check=False
+    )
+    assert 'NGPUS=2 but only 1 GPU(s) are visible' in proc.stderr

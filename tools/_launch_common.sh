@@ -54,3 +54,44 @@ check_ngpus() {
         echo "no CUDA GPU visible: running $1 CPU process(es) with gloo" >&2
     fi
 }
+
+# run_torchrun SCRIPT NGPUS ARGS...: NGPUS processes per node via torchrun
+# (call check_ngpus first). Environment: NNODES (1), NODE_RANK (0),
+# MASTER_ADDR (127.0.0.1), PORT (29500).
+run_torchrun() {
+    local script=$1 ngpus=$2
+    shift 2
+    local nnodes=${NNODES:-1}
+    check_positive_int NNODES "$nnodes"
+    exec "$PYTHON" -m torch.distributed.run \
+        --nnodes="$nnodes" \
+        --node_rank="${NODE_RANK:-0}" \
+        --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+        --master_port="${PORT:-29500}" \
+        --nproc_per_node="$ngpus" \
+        "$REPO_ROOT/tools/$script" "$@" --launcher pytorch
+}
+
+# run_srun PARTITION JOB_NAME SCRIPT ARGS...: one Slurm task per GPU.
+# Environment: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS,
+# MASTER_PORT (default: random in 20000-39999), DRY_RUN=1 prints the command.
+run_srun() {
+    local partition=$1 job=$2 script=$3
+    shift 3
+    local gpus=${GPUS:-8} per_node=${GPUS_PER_NODE:-8}
+    check_positive_int GPUS "$gpus"
+    check_positive_int GPUS_PER_NODE "$per_node"
+    ((per_node <= gpus)) || per_node=$gpus
+    export MASTER_PORT=${MASTER_PORT:-$((20000 + RANDOM % 20000))}
+    # shellcheck disable=SC2206
+    local cmd=(srun -p "$partition" --job-name="$job" --gres=gpu:"$per_node"
+        --ntasks="$gpus" --ntasks-per-node="$per_node"
+        --cpus-per-task="${CPUS_PER_TASK:-5}" --kill-on-bad-exit=1
+        ${SRUN_ARGS:-} "$PYTHON" -u "$REPO_ROOT/tools/$script" "$@"
+        --launcher slurm)
+    if [[ "${DRY_RUN:-0}" == 1 ]]; then
+        echo "MASTER_PORT=$MASTER_PORT ${cmd[*]}"
+        exit 0
+    fi
+    exec "${cmd[@]}"
+}

@@ -11,15 +11,4 @@ NGPUS=$3
 shift 3
 check_ngpus "$NGPUS"
 [[ -f "$CHECKPOINT" ]] || die "checkpoint $CHECKPOINT does not exist"
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PORT=${PORT:-29500}
-check_positive_int NNODES "$NNODES"
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --master_port="$PORT" \
-    --nproc_per_node="$NGPUS" \
-    "$REPO_ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+run_torchrun test.py "$NGPUS" "$CONFIG" "$CHECKPOINT" "$@"

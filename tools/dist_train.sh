@@ -9,15 +9,4 @@ CONFIG=$1
 NGPUS=$2
 shift 2
 check_ngpus "$NGPUS"
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PORT=${PORT:-29500}
-check_positive_int NNODES "$NNODES"
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --master_port="$PORT" \
-    --nproc_per_node="$NGPUS" \
-    "$REPO_ROOT/tools/train.py" "$CONFIG" --launcher pytorch "$@"
+run_torchrun train.py "$NGPUS" "$CONFIG" "$@"

@@ -20,9 +20,10 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if sys.path[0] != REPO_ROOT:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import ConfigDict, DictAction  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
 
 from shared.utils.compat import apply_patches  # noqa: E402
+from shared.utils.entrypoint import add_common_args  # noqa: E402
 
 PRED_EXTS = ('.pkl', '.pickle')
 METRIC_EXTS = ('.json', '.yaml', '.yml', '.pkl', '.pickle')
@@ -68,26 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--amp', action='store_true', help='fp16 inference (GPU only)'
     )
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config keys, e.g. test_dataloader.batch_size=64',
-    )
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm'],
-        default='none',
-        help='job launcher (dist_test.sh passes pytorch)',
-    )
-    parser.add_argument(
-        '--local-rank',
-        '--local_rank',
-        type=int,
-        default=None,
-        dest='local_rank',
-        help='set by old launchers; copied to LOCAL_RANK',
-    )
+    add_common_args(parser, 'test_dataloader.batch_size=64')
     return parser.parse_args(argv)
 
 

@@ -19,10 +19,10 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if sys.path[0] != REPO_ROOT:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
 from shared.utils.compat import apply_patches  # noqa: E402
+from shared.utils.entrypoint import add_common_args  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,26 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='skip validation during training',
     )
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config keys, e.g. train_cfg.max_epochs=2 '
-        'optim_wrapper.optimizer.lr=0.1 "model.backbone.depth=18"',
-    )
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm'],
-        default='none',
-        help='job launcher (dist_train.sh passes pytorch)',
-    )
-    parser.add_argument(
-        '--local-rank',
-        '--local_rank',
-        type=int,
-        default=None,
-        dest='local_rank',
-        help='set by old launchers; copied to LOCAL_RANK',
+    add_common_args(
+        parser, 'train_cfg.max_epochs=2 optim_wrapper.optimizer.lr=0.1'
     )
     return parser.parse_args(argv)
 

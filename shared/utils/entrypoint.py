@@ -7,6 +7,7 @@ launcher set-up (including the CPU gloo mode), runner construction with the
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import os.path as osp
@@ -14,7 +15,7 @@ import re
 from contextlib import contextmanager
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
@@ -26,6 +27,36 @@ _UNREGISTERED = re.compile(r'(\S+) is not in the (\S+) registry')
 
 class ConfigError(ValueError):
     """A config value or command-line option cannot be used as given."""
+
+
+def add_common_args(parser: argparse.ArgumentParser, example: str) -> None:
+    """Add ``--cfg-options``, ``--launcher`` and ``--local-rank``.
+
+    Args:
+        parser: the tool's parser.
+        example: a ``key=value`` example for the ``--cfg-options`` help.
+    """
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help=f'override config keys, e.g. {example}',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm'],
+        default='none',
+        help='job launcher (tools/dist_*.sh pass pytorch, tools/slurm_*.sh '
+        'slurm)',
+    )
+    parser.add_argument(
+        '--local-rank',
+        '--local_rank',
+        type=int,
+        default=None,
+        dest='local_rank',
+        help='set by old launchers; copied to LOCAL_RANK',
+    )
 
 
 def load_config(path: str, cfg_options: dict | None = None) -> Config:

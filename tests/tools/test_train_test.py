@@ -373,17 +373,30 @@ def test_work_dir_precedence_and_cfg_options(train_tool, tmp_path):
     assert cfg.train_dataloader.persistent_workers is False
 
 
-@pytest.mark.parametrize(
-    'tool',
-    [
-        'tools/train.py',
-        'tools/test.py',
-        'tools/dataset_converters/make_synthetic.py',
-    ],
+TOOLS = sorted(
+    str(p.relative_to(REPO_ROOT))
+    for p in (REPO_ROOT / 'tools').rglob('*.py')
+    if not p.name.startswith('_')
 )
+
+
+@pytest.mark.parametrize('tool', TOOLS)
 def test_help(tool):
     proc = run_tool([tool, '--help'])
     assert 'usage' in proc.stdout
+
+
+def test_local_rank_spellings(train_tool, monkeypatch):
+    for flag in ('--local-rank', '--local_rank'):
+        monkeypatch.delenv('LOCAL_RANK', raising=False)
+        args = train_tool.parse_args([CFG, flag, '3'])
+        assert args.local_rank == 3
+        from shared.utils.entrypoint import set_local_rank
+
+        set_local_rank(args.local_rank)
+        import os
+
+        assert os.environ['LOCAL_RANK'] == '3'
 
 
 def test_slurm_dry_run(tmp_path):
@@ -401,7 +414,7 @@ def test_slurm_dry_run(tmp_path):
     assert '--gres=gpu:8 --ntasks=16 --ntasks-per-node=8' in line
     assert '--cpus-per-task=5 --kill-on-bad-exit=1' in line
     assert line.endswith(
-        f'tools/train.py {CFG} --work-dir={tmp_path} --launcher slurm --amp'
+        f'tools/train.py {CFG} --work-dir={tmp_path} --amp --launcher slurm'
     )
     proc = run_tool(
         ['tools/slurm_test.sh', 'p', 'j', CFG, 'c.pth'], env={'DRY_RUN': '1'}

@@ -276,6 +276,7 @@ class ResumeStateHook(Hook):
 
     def __init__(self) -> None:
         self._states: dict | None = None
+        self._at_epoch_end = False
 
     @staticmethod
     def _capture() -> dict:
@@ -324,18 +325,25 @@ class ResumeStateHook(Hook):
     def after_train_epoch(self, runner) -> None:
         """Capture the RNG states (before the checkpoint is written)."""
         self._states = self._capture()
+        self._at_epoch_end = True
 
     def before_train_epoch(self, runner) -> None:
         """Restore the states captured at the end of the previous epoch."""
         if self._states is not None:
             self._restore(self._states)
+        self._at_epoch_end = False
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Add ``meta.world_size`` and ``meta.rng_state``."""
+        """Add ``meta.world_size`` and ``meta.rng_state``.
+
+        At an epoch end the captured states are stored; a checkpoint saved
+        inside an epoch (iteration-based schedules) stores the current ones.
+        """
         meta = checkpoint.setdefault('meta', {})
         meta['world_size'] = runner.world_size
-        if self._states is not None:
-            meta['rng_state'] = self._states
+        meta['rng_state'] = (
+            self._states if self._at_epoch_end else self._capture()
+        )
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Keep the stored RNG states for the next training epoch."""

@@ -14,7 +14,7 @@ SETUP_DEPS := requirements/base.txt requirements/dev.txt \
 	pyproject.toml
 STAMP := $(VENV)/.stamp
 TEST_STAMP := $(VENV)/.test-stamp
-CUDA_REQ := $(if $(filter 1,$(CUDA)),-r requirements/cuda.txt,)
+CUDA_STAMP := $(VENV)/.cuda-stamp
 
 .PHONY: setup demo test test-fast test-gpu lint format lock clean help
 
@@ -24,7 +24,7 @@ help:
 	@echo "make test    the full CPU test suite"
 	@echo "make test-fast / test-gpu / lint / format / lock / clean"
 
-setup: $(STAMP)
+setup: $(STAMP) $(if $(filter 1,$(CUDA)),$(CUDA_STAMP),)
 
 $(STAMP): $(SETUP_DEPS)
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"error: Python >= 3.11 is required, $(PYTHON) is {v.major}.{v.minor}; run make PYTHON=python3.11 ...")'
@@ -32,10 +32,16 @@ $(STAMP): $(SETUP_DEPS)
 		echo "error: $(PYTHON) has no venv/ensurepip module: install python3-venv (e.g. apt-get install python3-venv)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(PIP_FLAGS) --upgrade pip
-	$(PIP) install $(PIP_FLAGS) -c $(CONSTRAINTS) -r requirements/base.txt -r requirements/dev.txt $(CUDA_REQ)
+	$(PIP) install $(PIP_FLAGS) -c $(CONSTRAINTS) -r requirements/base.txt -r requirements/dev.txt
 	$(PIP) install $(PIP_FLAGS) --no-deps -c $(CONSTRAINTS) -r requirements/openmmlab.txt
 	$(PY) -m shared.utils.env_check
 	@touch $(STAMP)
+
+# CUDA=1: CuPy for the shared/ops kernels (its own stamp, so it is added to
+# an existing environment).
+$(CUDA_STAMP): $(STAMP) requirements/cuda.txt
+	$(PIP) install $(PIP_FLAGS) -c $(CONSTRAINTS) -r requirements/cuda.txt
+	@touch $(CUDA_STAMP)
 
 $(TEST_STAMP): $(STAMP) requirements/test.txt
 	$(PIP) install $(PIP_FLAGS) -c $(CONSTRAINTS) -r requirements/test.txt

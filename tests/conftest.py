@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -13,6 +15,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ['TORCH_HOME'] = tempfile.mkdtemp(prefix='torch_home_')
+atexit.register(shutil.rmtree, os.environ['TORCH_HOME'], True)
 os.environ.setdefault('MPLBACKEND', 'Agg')
 
 from mmengine.registry import init_default_scope  # noqa: E402
@@ -105,7 +108,11 @@ def run_tool(
         cmd = ['bash', str(REPO_ROOT / cmd[0]), *cmd[1:]]
     full_env = dict(os.environ)
     full_env['PYTHON'] = sys.executable
-    full_env.update(env or {})
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)  # None unsets a variable
+        else:
+            full_env[key] = value
     proc = subprocess.run(
         cmd,
         cwd=cwd or REPO_ROOT,

@@ -28,12 +28,13 @@ visible_gpus() {
             return
         fi
     fi
-    if ! command -v nvidia-smi >/dev/null 2>&1; then
-        echo 0
-        return
-    fi
     local n
-    n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    else
+        # No nvidia-smi in PATH: the driver still lists its GPUs here.
+        n=$(find /proc/driver/nvidia/gpus -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    fi
     if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
         local listed
         listed=$(tr ',' '\n' <<<"${CUDA_VISIBLE_DEVICES}" | grep -c . || true)

@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if sys.path[0] != str(REPO_ROOT):
+    sys.path.insert(0, str(REPO_ROOT))
 
 # Written into projects/NAME/__init__.py; --force only rewrites plugins
 # whose __init__.py carries it, never hand-written ones.
@@ -895,6 +897,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Entry point; returns the process exit code."""
     args = parse_args(argv)
+    # Every tool applies the compat patches (a no-op for what it uses now,
+    # but the same environment as train.py for anything it imports).
+    from shared.utils.compat import apply_patches
+
+    apply_patches()
     try:
         written = scaffold(args.name, args.dest, args.force)
     except ScaffoldError as exc:

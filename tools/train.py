@@ -2,7 +2,7 @@
 
 Examples::
 
-    python tools/train.py configs/demo/resnet-tiny_1xb16_synthetic.py
+    python tools/train.py configs/demo/<demo config>.py  # see make demo
     bash tools/dist_train.sh CONFIG 8                 # 8 GPUs (torchrun)
     CUDA_VISIBLE_DEVICES= bash tools/dist_train.sh CONFIG 2   # 2 CPU ranks
     python tools/train.py CONFIG --resume             # latest in work_dir

@@ -28,7 +28,8 @@ import logging
 import os
 import os.path as osp
 import pickle
-import zipfile
+import re
+import warnings
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -45,6 +46,7 @@ __all__ = [
     'register_checkpoint_loaders',
     'save_state_dict',
     'load_pickle_trusted',
+    'load_pickle_safe',
 ]
 
 #: Statistic methods that mmengine's ``HistoryBuffer`` pickles by name.
@@ -152,13 +154,22 @@ def _rewind(f: IO[bytes] | str) -> None:
 
 
 def _is_zip(f: IO[bytes] | str) -> bool:
-    result = zipfile.is_zipfile(f)
+    """Whether ``torch.load`` will read ``f`` as a zip checkpoint.
+
+    torch's own test (the zip magic at offset 0) is used, not
+    :func:`zipfile.is_zipfile`, which also accepts data with a zip appended.
+    """
+    with torch.serialization._open_file_like(f, 'rb') as opened:
+        result = torch.serialization._is_zipfile(opened)
     _rewind(f)
     return result
 
 
 def list_checkpoint_globals(f: IO[bytes] | str) -> list[str]:
     """List the non-default pickle globals of a checkpoint without loading it.
+
+    Uses :func:`torch.serialization.get_unsafe_globals_in_checkpoint`, which
+    reads the same ``data.pkl`` record as ``torch.load``.
 
     Args:
         f: path or seekable binary file of a ``torch.save`` zip checkpoint.
@@ -167,19 +178,15 @@ def list_checkpoint_globals(f: IO[bytes] | str) -> list[str]:
         list[str]: sorted ``module.name`` strings that torch's weights-only
         unpickler does not allow by default.
     """
-    from torch import _weights_only_unpickler as wou
-
-    default = set(wou._get_allowed_globals())
-    with zipfile.ZipFile(f) as zf:
-        pkl = [n for n in zf.namelist() if n.endswith('data.pkl')]
-        if len(pkl) != 1:
-            raise UnsafeCheckpointError(
-                f'{_name(f)} is a zip file but not a torch.save checkpoint '
-                f'(found {len(pkl)} data.pkl records)'
-            )
-        found = wou.get_globals_in_pkl(io.BytesIO(zf.read(pkl[0])))
-    _rewind(f)
-    return sorted(set(found) - default)
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(f)
+    except ValueError as exc:
+        raise UnsafeCheckpointError(
+            f'{_name(f)} is not a torch.save checkpoint: {exc}'
+        ) from None
+    finally:
+        _rewind(f)
+    return sorted(found)
 
 
 def _name(f: IO[bytes] | str) -> str:
@@ -197,12 +204,66 @@ def _unsafe_message(name: str, bad: list[str]) -> str:
     )
 
 
+def _refusal(name: str, exc: Exception) -> UnsafeCheckpointError:
+    """Turn torch's weights-only refusal into our error (no unsafe advice)."""
+    text = str(exc)
+    found = re.findall(r'GLOBAL ([\w.]+)', text)
+    if found:
+        return UnsafeCheckpointError(_unsafe_message(name, sorted(set(found))))
+    first = text.strip().splitlines()[-1] if text.strip() else repr(exc)
+    if 'Unsupported operand' in text:
+        first += (
+            ' (the weights-only reader understands pickle protocol 2, which '
+            'mmengine.dump and torch.save write; re-dump the file with '
+            'protocol 2)'
+        )
+    return UnsafeCheckpointError(
+        f'refusing to load {name}: {first}. Only tensor state dicts and '
+        "this project's own training checkpoints are accepted; convert a "
+        "trusted file with a converter's --trust-source flag."
+    )
+
+
+def _reject_object_arrays(obj: Any, name: str) -> Any:
+    """Refuse numpy object arrays anywhere in a loaded structure."""
+    import numpy as np
+
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                raise UnsafeCheckpointError(
+                    f'refusing to load {name}: it holds a numpy array of '
+                    f'dtype {item.dtype} (object arrays are not accepted)'
+                )
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return obj
+
+
+def _weights_only_load(f, map_location: Any, name: str, allow) -> Any:
+    try:
+        if allow:
+            with torch.serialization.safe_globals(allow):
+                out = torch.load(
+                    f, map_location=map_location, weights_only=True
+                )
+        else:
+            out = torch.load(f, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if isinstance(exc, UnsafeCheckpointError):
+            raise
+        raise _refusal(name, exc) from None
+    return _reject_object_arrays(out, name)
+
+
 def _load_inspected(
     f: IO[bytes] | str, map_location: Any, trust_source: bool
 ) -> Any:
     name = _name(f)
-    allow = training_checkpoint_globals()
-    allowed_names = _allowlist_names(allow)
     if trust_source:
         if _is_zip(f):
             found = list_checkpoint_globals(f)
@@ -222,26 +283,55 @@ def _load_inspected(
             )
         # The only weights_only=False of the repository (--trust-source).
         return torch.load(f, map_location=map_location, weights_only=False)
+    allow = training_checkpoint_globals()
     if _is_zip(f):
         found = list_checkpoint_globals(f)
-        bad = [g for g in found if g not in allowed_names]
+        bad = [g for g in found if g not in _allowlist_names(allow)]
         if bad:
             raise UnsafeCheckpointError(_unsafe_message(name, bad))
-        if not found:
-            return torch.load(f, map_location=map_location, weights_only=True)
+        return _weights_only_load(
+            f, map_location, name, allow if found else []
+        )
     # Legacy (non-zip) pickles cannot be listed beforehand: the weights-only
     # unpickler refuses unknown globals while reading, before executing them.
+    return _weights_only_load(f, map_location, name, allow)
+
+
+def _tensor_from_bytes(data: bytes) -> Any:
+    """``torch.storage._load_from_bytes`` with ``weights_only=True``."""
+    return torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+
+
+def load_pickle_safe(f: IO[bytes]) -> Any:
+    """Read a plain (non-torch) pickle with torch's weights-only unpickler.
+
+    Accepts what :func:`safe_load` accepts (primitives, containers, numpy
+    values, tensors); any other global raises
+    :class:`UnsafeCheckpointError` before it is called. Used for mmengine's
+    ``.pkl`` annotation and result files.
+    """
+    from torch import _weights_only_unpickler as wou
+
+    name = _name(f)
+    allow = [
+        *training_checkpoint_globals(),
+        # Plain pickles store tensors as torch.save bytes; read those with
+        # weights_only=True instead of torch's unrestricted default.
+        (_tensor_from_bytes, 'torch.storage._load_from_bytes'),
+    ]
     try:
-        with torch.serialization.safe_globals(allow):
-            return torch.load(f, map_location=map_location, weights_only=True)
+        with (
+            torch.serialization.safe_globals(allow),
+            warnings.catch_warnings(),
+        ):
+            # Plain pickles use protocols 4/5; the unpickler handles them.
+            warnings.filterwarnings(
+                'ignore', message='Detected pickle protocol'
+            )
+            out = wou.Unpickler(f).load()
     except pickle.UnpicklingError as exc:
-        if isinstance(exc, UnsafeCheckpointError):
-            raise
-        raise UnsafeCheckpointError(
-            f'refusing to load {name}: {exc}. Only tensor state dicts and '
-            "this project's own training checkpoints are accepted; convert "
-            "a trusted file with a converter's --trust-source flag."
-        ) from None
+        raise _refusal(name, exc) from None
+    return _reject_object_arrays(out, name)
 
 
 def _resolve_url(src: str) -> str:

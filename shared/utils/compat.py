@@ -21,6 +21,10 @@ setuptools >= 82 or numpy >= 2.4:
 5. ``atomic-local-writes``: mmengine's local file backend writes through a
    temporary file and ``os.replace``, so a crash while saving a checkpoint
    leaves the previous one and ``last_checkpoint`` intact.
+6. ``safe-pickle-files``: ``mmengine.load`` of ``.pkl``/``.pickle`` files
+   (annotation files, dumped results) reads through the weights-only
+   unpickler of :func:`shared.utils.checkpoint.load_pickle_safe` instead of
+   plain :mod:`pickle`.
 """
 
 from __future__ import annotations
@@ -171,7 +175,9 @@ class _NoiseFilter(logging.Filter):
 
 def _patch_warnings() -> bool:
     warnings.filterwarnings(
-        'ignore', message='Fail to import ``MultiScaleDeformableAttention``'
+        'ignore',
+        message='Fail to import ``MultiScaleDeformableAttention``',
+        module=r'mmcv\.cnn\.bricks\.transformer',
     )
     warnings.filterwarnings(
         'ignore', message='pkg_resources is deprecated as an API'
@@ -230,6 +236,24 @@ def _patch_atomic_writes() -> bool:
     return True
 
 
+# -- 6. pickle files ----------------------------------------------------------
+def _patch_pickle_handler() -> bool:
+    from mmengine.fileio.handlers import PickleHandler, file_handlers
+
+    from shared.utils.checkpoint import load_pickle_safe
+
+    class SafePickleHandler(PickleHandler):
+        """mmengine's pickle handler on the weights-only unpickler."""
+
+        def load_from_fileobj(self, file, **kwargs):
+            return load_pickle_safe(file)
+
+    for ext in ('pkl', 'pickle'):
+        if not isinstance(file_handlers.get(ext), SafePickleHandler):
+            file_handlers[ext] = SafePickleHandler()
+    return True
+
+
 def apply_patches() -> list[str]:
     """Apply the compatibility patches once; safe to call repeatedly.
 
@@ -244,17 +268,22 @@ def apply_patches() -> list[str]:
     _check_environment()
     if _APPLIED:
         return list(_APPLIED)
+    applied = []
     # Filters first: importing mmengine.runner pulls in mmcv-lite warnings.
     if _patch_warnings():
-        _APPLIED.append('warning-filters')
+        applied.append('warning-filters')
     from shared.utils.checkpoint import register_checkpoint_loaders
 
     register_checkpoint_loaders()
-    _APPLIED.append('checkpoint-loaders')
+    applied.append('checkpoint-loaders')
     if _patch_pkg_resources():
-        _APPLIED.append('pkg-resources')
+        applied.append('pkg-resources')
     if _patch_in1d():
-        _APPLIED.append('np-in1d')
+        applied.append('np-in1d')
     if _patch_atomic_writes():
-        _APPLIED.append('atomic-local-writes')
+        applied.append('atomic-local-writes')
+    if _patch_pickle_handler():
+        applied.append('safe-pickle-files')
+    # Recorded only once every patch succeeded, so a failure is retried.
+    _APPLIED.extend(applied)
     return list(_APPLIED)

@@ -209,52 +209,50 @@ def resume_checkpoint_path(cfg: Config) -> str | None:
     return find_latest_checkpoint(cfg.work_dir)
 
 
-def _total_batch(cfg: Config, world_size: int) -> int | None:
-    loader = cfg.get('train_dataloader') or {}
-    batch = loader.get('batch_size')
-    return None if batch is None else batch * world_size
-
-
-def _base_lr(cfg: Config):
-    optim = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
-    return optim.get('lr')
-
-
-def compare_resume_config(
-    old: Config, new: Config, old_world: int | None, new_world: int
-) -> list[str]:
-    """List the schedule-relevant keys that differ between two configs.
-
-    Compared: ``train_cfg.max_epochs``/``max_iters``, ``param_scheduler``,
-    the base learning rate and the total batch size.
-    """
-    changed = []
-    for key in ('max_epochs', 'max_iters'):
-        a = (old.get('train_cfg') or {}).get(key)
-        b = (new.get('train_cfg') or {}).get(key)
-        if a != b:
-            changed.append(f'train_cfg.{key}: {a} -> {b}')
-    if _plain(old.get('param_scheduler')) != _plain(
-        new.get('param_scheduler')
-    ):
-        changed.append('param_scheduler')
-    if _base_lr(old) != _base_lr(new):
-        changed.append(
-            f'optim_wrapper.optimizer.lr: {_base_lr(old)} -> {_base_lr(new)}'
-        )
-    if old_world is not None:
-        a, b = _total_batch(old, old_world), _total_batch(new, new_world)
-        if a != b:
-            changed.append(f'total batch size: {a} -> {b}')
-    return changed
-
-
 def _plain(value):
     if isinstance(value, ConfigDict | dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def schedule_summary(cfg: Config, world_size: int) -> dict:
+    """The schedule-relevant values of ``cfg`` as JSON-like primitives.
+
+    Stored in each checkpoint (``meta.schedule``) so that a resume can be
+    compared with the run it continues without evaluating the stored config
+    text (which would execute whatever a crafted checkpoint put there).
+    """
+    train_cfg = cfg.get('train_cfg') or {}
+    optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    batch = (cfg.get('train_dataloader') or {}).get('batch_size')
+    return dict(
+        max_epochs=train_cfg.get('max_epochs'),
+        max_iters=train_cfg.get('max_iters'),
+        param_scheduler=_plain(cfg.get('param_scheduler')),
+        lr=optimizer.get('lr'),
+        total_batch=None if batch is None else batch * world_size,
+    )
+
+
+def compare_schedules(old: dict, new: dict) -> list[str]:
+    """List the entries of two :func:`schedule_summary` dicts that differ."""
+    names = dict(
+        max_epochs='train_cfg.max_epochs',
+        max_iters='train_cfg.max_iters',
+        param_scheduler='param_scheduler',
+        lr='optim_wrapper.optimizer.lr',
+        total_batch='total batch size',
+    )
+    changed = []
+    for key, label in names.items():
+        if key in old and old[key] != new.get(key):
+            if key == 'param_scheduler':
+                changed.append(label)
+            else:
+                changed.append(f'{label}: {old[key]} -> {new.get(key)}')
+    return changed
 
 
 class ResumeStateHook(Hook):
@@ -267,9 +265,12 @@ class ResumeStateHook(Hook):
       training epoch and restores them at the start of the next one, so
       validation never perturbs training randomness;
     * stores those states (as tensors and primitives, which
-      :func:`shared.utils.checkpoint.safe_load` accepts) and the world size in
-      each checkpoint's ``meta``; on resume the states are restored before
-      the next epoch, so augmentations continue as if never interrupted.
+      :func:`shared.utils.checkpoint.safe_load` accepts), the world size and
+      the :func:`schedule_summary` in each checkpoint's ``meta``;
+    * on resume (not for ``load_from``, which keeps the configured seed)
+      restores the stored states before the next epoch, so augmentations
+      continue as if never interrupted (exactly so with ``num_workers=0``;
+      worker processes keep their own random streams).
     """
 
     priority = 'HIGH'
@@ -309,18 +310,16 @@ class ResumeStateHook(Hook):
         python = state['python']
         random.setstate((python[0], tuple(python[1]), python[2]))
         npy = state['numpy']
+        keys = npy['keys'].cpu().numpy().astype(np.uint32)
         np.random.set_state(
-            (
-                npy['kind'],
-                npy['keys'].numpy().astype(np.uint32),
-                npy['pos'],
-                npy['has_gauss'],
-                npy['cached'],
-            )
+            (npy['kind'], keys, npy['pos'], npy['has_gauss'], npy['cached'])
         )
-        torch.set_rng_state(state['torch'])
+        torch.set_rng_state(state['torch'].cpu())
         if 'cuda' in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda'])
+            # map_location may have moved them to the GPU; the checkpoint may
+            # come from a machine with more GPUs than this one.
+            cuda = [s.cpu() for s in state['cuda']]
+            torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
 
     def after_train_epoch(self, runner) -> None:
         """Capture the RNG states (before the checkpoint is written)."""
@@ -334,7 +333,7 @@ class ResumeStateHook(Hook):
         self._at_epoch_end = False
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Add ``meta.world_size`` and ``meta.rng_state``.
+        """Add ``meta.world_size``, ``meta.rng_state`` and ``meta.schedule``.
 
         At an epoch end the captured states are stored; a checkpoint saved
         inside an epoch (iteration-based schedules) stores the current ones.
@@ -344,12 +343,38 @@ class ResumeStateHook(Hook):
         meta['rng_state'] = (
             self._states if self._at_epoch_end else self._capture()
         )
+        meta['schedule'] = schedule_summary(runner.cfg, runner.world_size)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Keep the stored RNG states for the next training epoch."""
+        """On resume, keep the stored RNG states for the next epoch."""
+        if not getattr(runner, '_resume', False):
+            return  # load_from: weights only; the configured seed rules
         states = (checkpoint.get('meta') or {}).get('rng_state')
-        if states is not None:
+        if _valid_rng_state(states):
             self._states = states
+        elif states is not None:
+            print_log(
+                "the checkpoint's meta.rng_state is incomplete; the resumed "
+                'run continues with the configured seed',
+                logger='current',
+                level=logging.WARNING,
+            )
+
+
+def _valid_rng_state(states) -> bool:
+    try:
+        numpy_state = states['numpy']
+        return (
+            len(states['python']) == 3
+            and isinstance(states['torch'], torch.Tensor)
+            and isinstance(numpy_state['keys'], torch.Tensor)
+            and all(
+                k in numpy_state
+                for k in ('kind', 'pos', 'has_gauss', 'cached')
+            )
+        )
+    except (KeyError, TypeError):
+        return False
 
 
 def warn_on_resume_changes(cfg: Config, world_size: int) -> None:
@@ -357,8 +382,9 @@ def warn_on_resume_changes(cfg: Config, world_size: int) -> None:
 
     mmengine restores the schedulers' state, so a new ``max_epochs`` does not
     move their horizon (mmengine#1542) and the checkpoint's learning rate
-    survives a change of world size. Without a checkpoint to resume from, a
-    warning says the run starts fresh.
+    survives a change of world size. The comparison reads the primitives of
+    ``meta.schedule`` (never the stored config text). Without a checkpoint to
+    resume from, a warning says the run starts fresh.
     """
     if not cfg.get('resume'):
         return
@@ -376,20 +402,10 @@ def warn_on_resume_changes(cfg: Config, world_size: int) -> None:
     from shared.utils.checkpoint import safe_load
 
     meta = (safe_load(path) or {}).get('meta') or {}
-    text = meta.get('cfg')
-    if not isinstance(text, str):
+    old = meta.get('schedule')
+    if not isinstance(old, dict):
         return
-    try:
-        old = Config.fromstring(text, '.py')
-    except Exception as exc:  # an unparsable dump only loses the check
-        print_log(
-            f'could not compare the resumed config ({exc!r})',
-            logger='current',
-            level=logging.WARNING,
-        )
-        return
-    old_world = meta.get('world_size')
-    changed = compare_resume_config(old, cfg, old_world, world_size)
+    changed = compare_schedules(old, schedule_summary(cfg, world_size))
     if changed:
         print_log(
             f'Resuming from {path} with a changed schedule: '

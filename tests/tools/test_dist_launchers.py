@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 
 import pytest
+import torch
 
 from shared.utils.checkpoint import safe_load
 from tests.conftest import run_tool
@@ -64,23 +66,32 @@ def test_dist_train_two_gloo_ranks(dist_run):
     assert 'Epoch(train) [2][1/1]' in log
 
 
-def test_dist_resume_continues(dist_run, synthetic_root):
+def test_dist_resume_equals_uninterrupted(dist_run, synthetic_root, tmp_path):
+    """Resume a 2-rank run from epoch 1: same weights as the 2-epoch run."""
     work, _ = dist_run
+    resumed = tmp_path / 'resumed'
+    resumed.mkdir()
+    shutil.copy(work / 'epoch_1.pth', resumed / 'epoch_1.pth')
+    (resumed / 'last_checkpoint').write_text(str(resumed / 'epoch_1.pth'))
     proc = run_tool(
         [
             'tools/dist_train.sh',
             CFG,
             '2',
             '--work-dir',
-            str(work),
+            str(resumed),
             '--resume',
             '--cfg-options',
-            'train_cfg.max_epochs=3',
+            'train_cfg.max_epochs=2',
+            'default_hooks.logger.interval=1',
         ],
         env=cpu_env(synthetic_root),
     )
-    assert 'resumed epoch: 2' in proc.output
-    assert (work / 'epoch_3.pth').is_file()
+    assert 'resumed epoch: 1' in proc.output
+    a = safe_load(work / 'epoch_2.pth')['state_dict']
+    b = safe_load(resumed / 'epoch_2.pth')['state_dict']
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_dist_test_equals_single_process(dist_run, synthetic_root, tmp_path):
@@ -184,7 +195,7 @@ def test_ngpus_above_visible_gpus(tmp_path):
         'echo "GPU 1: Fake (UUID: b)"\n'
     )
     smi.chmod(0o755)
-    env = {'PATH': f'{tmp_path}:/usr/bin:/bin'}
+    env = {'PATH': f'{tmp_path}:/usr/bin:/bin', 'CUDA_VISIBLE_DEVICES': None}
     proc = run_tool(['tools/dist_train.sh', CFG, '3'], env=env, check=False)
     assert proc.returncode != 0
     assert 'NGPUS=3 but only 2 GPU(s) are visible' in proc.stderr

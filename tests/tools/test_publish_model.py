@@ -49,6 +49,10 @@ def _training_checkpoint(path: Path) -> dict:
             'hook_msgs': {'best_score': np.float64(0.75), 'arr': np.ones(2)},
             'not_primitive': np.zeros(3),
             'also_dropped': torch.ones(1),
+            # tools/train.py's resume-only state is dropped as a whole.
+            'world_size': 2,
+            'schedule': {'max_epochs': 3, 'lr': 0.1},
+            'rng_state': {'python': (3, (1, 2), None), 'torch': torch.ones(2)},
         },
         'state_dict': model.state_dict(),
         'optimizer': optimizer.state_dict(),

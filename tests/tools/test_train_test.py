@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared.utils.checkpoint import safe_load
+from shared.utils.checkpoint import safe_load, save_state_dict
 from shared.utils.entrypoint import ConfigError, load_config
 from tests.conftest import REPO_ROOT, run_tool
 
@@ -226,6 +226,58 @@ def test_malicious_checkpoint_entry_points(where, synthetic_root, tmp_path):
     assert 'UnsafeCheckpointError' in proc.output
     assert 'posix.system' in proc.output
     assert not marker.exists()
+
+
+def test_resume_never_evaluates_stored_config_text(
+    trained, synthetic_root, tmp_path
+):
+    """A checkpoint's meta.cfg is text; resuming must not execute it."""
+    work, _ = trained
+    marker = tmp_path / 'pwned'
+    ckpt = safe_load(work / 'epoch_1.pth')
+    ckpt['meta']['cfg'] = f"open({str(marker)!r}, 'w').close()\n"
+    ckpt['meta'].pop('schedule', None)
+    evil = tmp_path / 'w' / 'epoch_1.pth'
+    save_state_dict(ckpt, str(evil))
+    train(
+        tmp_path / 'w',
+        '--resume',
+        str(evil),
+        '--cfg-options',
+        'train_cfg.max_epochs=2',
+        env={'DATA_ROOT': str(synthetic_root)},
+    )
+    assert not marker.exists()
+
+
+def test_load_from_published_weights_keeps_seed(
+    trained, synthetic_root, tmp_path
+):
+    """load_from takes weights only: RNG state is not restored from it."""
+    work, _ = trained
+    run_tool(
+        [
+            'tools/model_converters/publish_model.py',
+            str(work / 'epoch_3.pth'),
+            str(tmp_path / 'pub'),
+            '--name',
+            'demo',
+        ]
+    )
+    published = next((tmp_path / 'pub').glob('demo_*.pth'))
+    finals = []
+    for seed in (1, 2):
+        out = tmp_path / f'seed{seed}'
+        train(
+            out,
+            '--cfg-options',
+            f'load_from={published}',
+            'train_cfg.max_epochs=1',
+            f'randomness.seed={seed}',
+            env={'DATA_ROOT': str(synthetic_root)},
+        )
+        finals.append(safe_load(out / 'epoch_1.pth')['state_dict'])
+    assert any(not torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
 
 
 # -- errors raised before any Runner is built (in-process) -------------------

@@ -292,6 +292,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = parse_args(argv)
+    # Every tool applies the compat patches (a no-op for what it uses now,
+    # but the same environment as train.py for anything it imports).
+    from shared.utils.compat import apply_patches
+
+    apply_patches()
     try:
         logs = [load_log(p) for p in args.json_logs]
         if args.command == 'plot_curve':

@@ -97,6 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+#: ``meta`` keys that only a resumed training run uses.
+RESUME_ONLY_META = ('rng_state', 'world_size', 'schedule')
+
+
 def _primitive(value: Any) -> Any:
     """``value`` reduced to JSON primitives, or ``_DROP``."""
     if isinstance(value, np.generic):
@@ -172,6 +176,10 @@ def extract_state_dict(ckpt: Any) -> tuple[OrderedDict, dict]:
     if isinstance(metadata, Mapping):  # module versions (load_state_dict)
         out._metadata = primitive_meta(metadata)
     meta = primitive_meta(meta) if isinstance(meta, Mapping) else {}
+    # Resume-only state of tools/train.py: meaningless for published weights
+    # (and incomplete once its tensors are dropped).
+    for key in RESUME_ONLY_META:
+        meta.pop(key, None)
     return out, meta
 
 

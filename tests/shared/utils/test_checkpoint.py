@@ -211,3 +211,90 @@ def test_pickle_module_unused_outside_checkpoint():
         assert marker.exists()
     finally:
         marker.unlink(missing_ok=True)
+
+
+class _ObjectDtype:
+    def __reduce__(self):
+        return (np.dtype, ('O8', False, True))
+
+
+class _ObjectArray:
+    """Builds an object ndarray from allowlisted globals only."""
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+
+        state = (1, (2,), _ObjectDtype(), False, ['x', {'k': 1}])
+        return (_reconstruct, (np.ndarray, (0,), b'b'), state)
+
+
+def test_crafted_object_array_is_refused(tmp_path):
+    torch.save({'a': _ObjectArray()}, tmp_path / 'o.pth')
+    found = list_checkpoint_globals(str(tmp_path / 'o.pth'))
+    assert set(found) <= {
+        'numpy._core.multiarray._reconstruct',
+        'numpy.ndarray',
+        'numpy.dtype',
+    }
+    with pytest.raises(UnsafeCheckpointError, match='object arrays'):
+        safe_load(tmp_path / 'o.pth')
+
+
+def test_zip_record_name_tricks(tmp_path):
+    """Case-variant records and a zip appended to a pickle are refused."""
+    marker = tmp_path / 'pwned'
+    write_malicious(tmp_path / 'evil.pth', marker, legacy=False)
+    torch.save({'w': torch.ones(1)}, tmp_path / 'good.pth')
+    good = zipfile.ZipFile(tmp_path / 'good.pth')
+    evil = zipfile.ZipFile(tmp_path / 'evil.pth')
+    evil_pkl = next(n for n in evil.namelist() if n.endswith('data.pkl'))
+    with zipfile.ZipFile(tmp_path / 'mixed.pth', 'w') as dst:
+        for info in good.infolist():
+            dst.writestr(info, good.read(info))
+        prefix = good.namelist()[0].split('/')[0]
+        dst.writestr(f'{prefix}/DATA.PKL', evil.read(evil_pkl))
+    with pytest.raises(pickle.UnpicklingError):
+        safe_load(tmp_path / 'mixed.pth')
+    appended = tmp_path / 'appended.pth'
+    write_malicious(tmp_path / 'legacy.pth', marker, legacy=True)
+    appended.write_bytes(
+        (tmp_path / 'legacy.pth').read_bytes()
+        + (tmp_path / 'good.pth').read_bytes()
+    )
+    with pytest.raises(UnsafeCheckpointError):
+        safe_load(appended)
+    assert not marker.exists()
+
+
+def test_refusal_message_gives_no_unsafe_advice(tmp_path):
+    write_malicious(tmp_path / 'legacy.pth', tmp_path / 'm', legacy=True)
+    with pytest.raises(UnsafeCheckpointError) as err:
+        safe_load(tmp_path / 'legacy.pth')
+    assert 'weights_only' not in str(err.value)
+    assert 'posix.system' in str(err.value)
+
+
+def test_mmengine_pickle_files_use_the_safe_unpickler(tmp_path):
+    import mmengine
+
+    marker = tmp_path / 'pwned'
+    with open(tmp_path / 'evil.pkl', 'wb') as f:
+        pickle.dump({'x': Boom(marker)}, f, protocol=2)
+    with pytest.raises(UnsafeCheckpointError, match='posix.system'):
+        mmengine.load(str(tmp_path / 'evil.pkl'))
+    assert not marker.exists()
+    data = [
+        {
+            'pred_score': torch.tensor([0.25, 0.75]),
+            'gt_label': 1,
+            'meta': ('a', np.float32(2.0)),
+        }
+    ]
+    mmengine.dump(data, str(tmp_path / 'ok.pkl'))
+    back = mmengine.load(str(tmp_path / 'ok.pkl'))
+    assert torch.equal(back[0]['pred_score'], data[0]['pred_score'])
+    assert back[0]['meta'] == ('a', np.float32(2.0))
+    with open(tmp_path / 'p5.pkl', 'wb') as f:
+        pickle.dump({'a': 1}, f, protocol=5)
+    with pytest.raises(UnsafeCheckpointError, match='protocol 2'):
+        mmengine.load(str(tmp_path / 'p5.pkl'))

@@ -278,10 +278,10 @@ class AggregationFunction(Function):
         ctx.conf = (kernel, stride, padding, dilation, pad_mode)
         ctx.save_for_backward(x, w)
         n, c = x.shape[:2]
+        ctx.impl = backend.select_backend(x)
         empty = _empty(x, (n, c, *_spatial(x, ctx.conf)))
         if empty is not None:
             return empty
-        ctx.impl = backend.select_backend(x)
         return ctx.impl.aggregation_forward(x, w, *ctx.conf)
 
     @staticmethod
@@ -296,7 +296,9 @@ class AggregationFunction(Function):
         else:
             gx, gw = ctx.impl.aggregation_backward(
                 grad_y.contiguous(), x, w, *ctx.conf, need_x, need_w,
-                backend.atomic_backward_enabled() if need_x else False,
+                need_x
+                and ctx.impl.__name__.endswith('.cupy_backend')
+                and backend.atomic_backward_enabled(),
             )  # fmt: skip
         return gx, gw, None, None, None, None, None
 
@@ -312,10 +314,10 @@ class SubtractionFunction(Function):
         ctx.input_meta = (x.dtype, x.device)
         n, c = x.shape[:2]
         ho, wo = _spatial(x, ctx.conf)
+        ctx.impl = backend.select_backend(x)
         empty = _empty(x, (n, c, kernel[0] * kernel[1], ho * wo))
         if empty is not None:
             return empty
-        ctx.impl = backend.select_backend(x)
         return ctx.impl.subtraction_forward(x, *ctx.conf)
 
     @staticmethod
@@ -345,10 +347,10 @@ class Subtraction2Function(Function):
         ctx.input_meta = (x1.dtype, x1.device)
         n, c = x1.shape[:2]
         ho, wo = _spatial(x1, ctx.conf)
+        ctx.impl = backend.select_backend(x1)
         empty = _empty(x1, (n, c, kernel[0] * kernel[1], ho * wo))
         if empty is not None:
             return empty
-        ctx.impl = backend.select_backend(x1)
         return ctx.impl.subtraction2_forward(x1, x2, *ctx.conf)
 
     @staticmethod

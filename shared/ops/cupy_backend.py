@@ -37,6 +37,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import compile as _src
+from .functional import output_size
 
 Pair = tuple[int, int]
 
@@ -232,15 +233,6 @@ def _launch(
             ) from e
 
 
-def _out_size(
-    size: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
-) -> Pair:
-    return tuple(
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip(size, kernel, stride, padding, dilation)
-    )
-
-
 def _geometry(
     shape: tuple[int, ...],
     kernel: Pair,
@@ -253,7 +245,7 @@ def _geometry(
     The order of the kernels' ``SA_GEOMETRY_PARAMS``.
     """
     n, c, h, w = shape
-    out = _out_size((h, w), kernel, stride, padding, dilation)
+    out = output_size((h, w), kernel, stride, padding, dilation)
     return [n, c, h, w, *out, *kernel, *stride, *padding, *dilation], out
 
 

@@ -142,6 +142,20 @@ def _check_tensors(
     return tuple(t.contiguous() for t in tensors)
 
 
+def output_size(
+    size: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> Pair:
+    """``(Ho, Wo)`` of a window op over a ``size = (H, W)`` input.
+
+    ``Ho = (H + 2p - d(k-1) - 1) // s + 1``, likewise ``Wo``; the one place
+    the formula lives (both backends use it).
+    """
+    return tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, kernel, stride, padding, dilation)
+    )
+
+
 def _out_size(
     op: str,
     x: torch.Tensor,
@@ -162,10 +176,7 @@ def _out_size(
             f"{op}: pad_mode='reflect' needs padding < the input size, got "
             f'padding={padding} for input shape {_shape(x)} (H={h}, W={w})'
         )
-    ho, wo = (
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip((h, w), kernel, stride, padding, dilation)
-    )
+    ho, wo = output_size((h, w), kernel, stride, padding, dilation)
     if ho < 1 or wo < 1:
         raise ValueError(
             f'{op}: empty output ({ho}, {wo}): the dilated kernel '
@@ -261,12 +272,7 @@ def _empty(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor | None:
 def _spatial(x: torch.Tensor, conf: tuple) -> Pair:
     """``(Ho, Wo)`` from the configuration (inputs already validated)."""
     kernel, stride, padding, dilation, _ = conf
-    return tuple(
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip(
-            x.shape[-2:], kernel, stride, padding, dilation
-        )
-    )
+    return output_size(x.shape[-2:], kernel, stride, padding, dilation)
 
 
 class AggregationFunction(Function):

@@ -36,6 +36,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from .functional import output_size
+
 Pair = tuple[int, int]
 
 __all__ = [
@@ -49,16 +51,6 @@ __all__ = [
 
 
 # -- helpers ------------------------------------------------------------------
-def _out_size(
-    size: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
-) -> Pair:
-    """``(Ho, Wo)`` of a window op over a ``size = (H, W)`` input."""
-    return tuple(
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip(size, kernel, stride, padding, dilation)
-    )
-
-
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulation dtype: float64 for float64, float32 otherwise."""
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -157,7 +149,7 @@ def aggregation_forward(
     n, c, h, wd = x.shape
     cw = w.shape[1]
     g = c // cw
-    ho, wo = _out_size((h, wd), kernel, stride, padding, dilation)
+    ho, wo = output_size((h, wd), kernel, stride, padding, dilation)
     xp = _pad(x, padding, pad_mode)
     y = torch.zeros(
         (n, g, cw, ho, wo), dtype=_acc_dtype(x.dtype), device=x.device
@@ -201,7 +193,7 @@ def aggregation_backward(
     n, c, h, wd = x.shape
     cw, k = w.shape[1], w.shape[2]
     g = c // cw
-    ho, wo = _out_size((h, wd), kernel, stride, padding, dilation)
+    ho, wo = output_size((h, wd), kernel, stride, padding, dilation)
     acc = _acc_dtype(x.dtype)
     out = (ho, wo)
     gy = grad_y.view(n, g, cw, ho, wo)
@@ -313,7 +305,7 @@ def subtraction2_forward(
         out (N, C, K, L), K = kh*kw, L = Ho*Wo.
     """
     n, c, h, wd = x1.shape
-    ho, wo = _out_size((h, wd), kernel, stride, padding, dilation)
+    ho, wo = output_size((h, wd), kernel, stride, padding, dilation)
     k = kernel[0] * kernel[1]
     out = torch.empty((n, c, k, ho, wo), dtype=x1.dtype, device=x1.device)
     # 'same' padding: the centre of output (ho, wo) is x1[ho*sh, wo*sw]
@@ -379,7 +371,7 @@ def _subtraction_grad(
 ) -> tuple[torch.Tensor]:
     """Centre term (+) and/or neighbour term (-) of the input gradient."""
     n, c, h, wd = input_shape
-    ho, wo = _out_size((h, wd), kernel, stride, padding, dilation)
+    ho, wo = output_size((h, wd), kernel, stride, padding, dilation)
     k = kernel[0] * kernel[1]
     dtype, acc = grad_out.dtype, _acc_dtype(grad_out.dtype)
     go = grad_out.view(n, c, k, ho, wo)

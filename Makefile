@@ -16,13 +16,13 @@ STAMP := $(VENV)/.stamp
 TEST_STAMP := $(VENV)/.test-stamp
 CUDA_STAMP := $(VENV)/.cuda-stamp
 
-.PHONY: setup demo test test-fast test-gpu lint format lock clean help
+.PHONY: setup demo test test-fast test-gpu test-real-data lint format lock clean help
 
 help:
 	@echo "make setup   create $(VENV) (CUDA=1 adds CuPy for the CUDA kernels)"
 	@echo "make demo    train and test the demo model on synthetic data (CPU)"
 	@echo "make test    the full CPU test suite"
-	@echo "make test-fast / test-gpu / lint / format / lock / clean"
+	@echo "make test-fast / test-gpu / test-real-data / lint / format / lock / clean"
 
 setup: $(STAMP) $(if $(filter 1,$(CUDA)),$(CUDA_STAMP),)
 
@@ -59,6 +59,10 @@ test-fast: $(TEST_STAMP)
 
 test-gpu: $(TEST_STAMP)
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+
+# Facts of the real data sets (counts, boxes); DATA_ROOT=/datasets to point.
+test-real-data: $(TEST_STAMP)
+	$(PY) -m pytest -m real_data $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit run --all-files

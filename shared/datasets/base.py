@@ -21,8 +21,10 @@ Errors raised while a sample goes through the pipeline are re-raised as
 
 Data-info keys the mixin understands (written by the adapters):
 ``img_path``, ``gt_bboxes`` (float64 (N, 4) xyxy, original pixels),
-``ann_ref`` (list of ``'file:line'`` per box), ``ann_img_shape`` (``(H, W)``
-stated by the annotation, optional) and ``mask_paths`` (list of png paths).
+``ann_ref`` (list of ``'file:line'`` per box), ``img_ref`` (the
+``'file:line'`` listing the image, cited in image errors),
+``ann_img_shape`` (``(H, W)`` stated by the annotation, optional),
+``mask_paths`` and ``mask_refs`` (png paths and their ``'file:line'``).
 """
 
 from __future__ import annotations
@@ -198,8 +200,11 @@ class CheckedDatasetMixin:
                         f'the {size[0]}x{size[1]} image {path}'
                     )
         if size is not None and self.check_images != 'lazy':
-            for mask_path in info.get('mask_paths') or ():
-                kind, msg = self._check_mask(mask_path, size, ref)
+            # Cite each png's own annotation line (mask_refs) when known.
+            mask_refs = info.get('mask_refs') or ()
+            for i, mask_path in enumerate(info.get('mask_paths') or ()):
+                mask_ref = mask_refs[i] if i < len(mask_refs) else ref
+                kind, msg = self._check_mask(mask_path, size, mask_ref)
                 if kind is not None:
                     return kind, msg
         return None, ''
@@ -223,6 +228,9 @@ class CheckedDatasetMixin:
 
     @staticmethod
     def _sample_ref(info: dict) -> str:
+        """Where a sample is listed: ``img_ref``, else its first box's."""
+        if info.get('img_ref'):
+            return info['img_ref']
         refs = info.get('ann_ref')
         if refs:
             return refs[0]

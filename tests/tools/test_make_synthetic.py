@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from mmpretrain.datasets import CustomDataset
 
 from tests.conftest import run_tool
@@ -53,3 +54,13 @@ def test_imagefolder_run_reports_and_is_readable(tmp_path):
     )
     assert len(ds) == 3 and ds[0]['img'].shape == (32, 32, 3)
     assert not Path(record['target']).exists()
+
+
+@pytest.mark.parametrize('alias', ['coco-multilabel', 'txt-list'])
+def test_aliases_are_accepted(tmp_path, alias):
+    args = ['--classes', '2', '--per-class', '2', '--size', '32']
+    run_tool([SCRIPT, '--format', alias, '--out', str(tmp_path), *args])
+    manifest = json.loads((tmp_path / 'synthetic_manifest.json').read_text())
+    assert set(manifest['formats']) == {
+        {'coco-multilabel': 'coco', 'txt-list': 'sketch'}[alias]
+    }

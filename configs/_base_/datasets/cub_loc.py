@@ -7,62 +7,16 @@
 #   python tools/dataset_converters/make_synthetic.py --format cub \
 #       --out data --num-classes 200 --per-class 30 --val-per-class 29
 # DATA_ROOT=/elsewhere moves every dataloader (default: data/).
-dataset_type = 'CUBLoc'
+_base_ = ['./wsol_loc_common.py']
+
 data_root = '{{$DATA_ROOT:data}}/CUB_200_2011/'
-
-data_preprocessor = dict(
-    num_classes=200,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True,
-)
-
-# Reference pipelines (datasets.md §3.3): PIL decoding without EXIF rotation.
-train_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        color_type='color_ignore_orientation',
-    ),
-    dict(type='LoadLocAnnotations'),
-    dict(type='LocResize', scale=(256, 256)),
-    dict(type='LocRandomCrop', crop_size=224),
-    dict(type='LocRandomFlip', prob=0.5),
-    dict(type='PackLocInputs'),
-]
-test_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        color_type='color_ignore_orientation',
-    ),
-    dict(type='LoadLocAnnotations'),
-    dict(type='LocResize', scale=(224, 224)),
-    dict(type='PackLocInputs'),
-]
+data_preprocessor = dict(num_classes=200)
 
 train_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline,
-    ),
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='CUBLoc', data_root=data_root, split='train')
 )
 val_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='test',
-        test_mode=True,
-        pipeline=test_pipeline,
-    ),
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='CUBLoc', data_root=data_root, split='test')
 )
 val_evaluator = dict(type='MaxBoxAccMetric')
 

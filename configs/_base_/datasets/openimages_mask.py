@@ -8,79 +8,36 @@
 #       --format openimages-mask --out data --num-classes 100 \
 #       --per-class 30 --val-per-class 5
 # DATA_ROOT=/elsewhere moves every dataloader (default: data/).
-dataset_type = 'WSOLMetaDataset'
+_base_ = ['./wsol_loc_common.py']
+
 data_root = '{{$DATA_ROOT:data}}/wsol/dataset/OpenImages/'
 metadata_root = '{{$DATA_ROOT:data}}/wsol/metadata/OpenImages/'
-
-data_preprocessor = dict(
-    num_classes=100,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True,
-)
-
-# Reference pipelines (datasets.md §3.3): PIL decoding without EXIF rotation.
-train_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        color_type='color_ignore_orientation',
-    ),
-    dict(type='LoadLocAnnotations'),
-    dict(type='LocResize', scale=(256, 256)),
-    dict(type='LocRandomCrop', crop_size=224),
-    dict(type='LocRandomFlip', prob=0.5),
-    dict(type='PackLocInputs'),
-]
-test_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        color_type='color_ignore_orientation',
-    ),
-    dict(type='LoadLocAnnotations'),
-    dict(type='LocResize', scale=(224, 224)),
-    dict(type='PackLocInputs'),
-]
+data_preprocessor = dict(num_classes=100)
 
 train_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
     dataset=dict(
-        type=dataset_type,
+        type='WSOLMetaDataset',
         data_root=data_root,
         metadata_root=metadata_root + 'train',
         loc_type='none',  # weak supervision: labels only
-        pipeline=train_pipeline,
-    ),
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    )
 )
 val_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
     dataset=dict(
-        type=dataset_type,
+        type='WSOLMetaDataset',
         data_root=data_root,
         metadata_root=metadata_root + 'val',
         loc_type='mask',
-        test_mode=True,
-        pipeline=test_pipeline,
-    ),
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    )
 )
 val_evaluator = dict(type='PxAPMetric')
 
 test_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
     dataset=dict(
-        type=dataset_type,
+        type='WSOLMetaDataset',
         data_root=data_root,
         metadata_root=metadata_root + 'test',
         loc_type='mask',
-        test_mode=True,
-        pipeline=test_pipeline,
-    ),
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    )
 )
 test_evaluator = val_evaluator

@@ -10,14 +10,12 @@ import logging
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmpretrain.datasets import VOC
 
 from shared.datasets.base import DatasetSampleError, SampleLoadError
@@ -30,6 +28,7 @@ from shared.datasets.synthetic.common import SyntheticSpec
 from shared.datasets.utils import multilabel_target
 from shared.registry import DATASETS
 from tests.conftest import REPO_ROOT
+from tests.shared.datasets.logs import captured_log
 
 SIZE = (48, 96)
 LOAD = dict(
@@ -39,20 +38,6 @@ LOAD = dict(
 )
 PIPELINE = [LOAD, dict(type='PackInputs')]
 TRAIN_JSON = 'annotations/instances_train2014.json'
-
-
-@contextmanager
-def captured_log(level=logging.INFO):
-    """Records logged to mmengine's current logger inside the block."""
-    logger = MMLogger.get_current_instance()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 def spec_of(entry: dict, out: Path) -> SyntheticSpec:
@@ -169,7 +154,7 @@ def test_coco_crowd_counted_and_empty_images_kept(coco):
     data = json.loads((out / 'coco' / TRAIN_JSON).read_text())
     crowd = [a for a in data['annotations'] if a['iscrowd']]
     assert len(crowd) == entry['crowd_annotations']['train'] > 0
-    with captured_log() as records:
+    with captured_log(logging.INFO) as records:
         ds = coco_dataset(out)
     log = '\n'.join(r.getMessage() for r in records)
     n_empty = entry['empty_images']['train']
@@ -376,7 +361,7 @@ def test_coco_bad_images_error_or_skip(tmp_path, kind, check):
     with pytest.raises(DatasetSampleError) as info:
         coco_dataset(tmp_path, check_images=check)
     assert where in str(info.value) and record['target'] in str(info.value)
-    with captured_log() as records:
+    with captured_log(logging.INFO) as records:
         ds = coco_dataset(
             tmp_path, bad_sample_policy='skip', check_images=check
         )
@@ -416,7 +401,7 @@ def test_coco_box_outside_error_clip_or_skip(tmp_path):
     assert clipped.clipped_boxes == 1
     info = clipped.get_data_info(0)
     assert info['gt_bboxes'][0, 2] == info['ann_img_shape'][1]
-    with captured_log() as records:
+    with captured_log(logging.INFO) as records:
         ds = coco_dataset(tmp_path, with_boxes=True, bad_sample_policy='skip')
     assert len(ds) == entry['counts']['train'] - 1
     assert list(ds.skipped) == ['box_outside']
@@ -574,7 +559,7 @@ def test_voc_image_missing_from_a_class_file(voc5, tmp_path):
     text = str(info.value)
     assert text.startswith(f'{main / "trainval.txt"}:4: ')
     assert f'{missing_id!r} is missing from {cls_file}' in text
-    with captured_log() as records:
+    with captured_log(logging.INFO) as records:
         ds = VOCClassList(
             voc_root(tmp_path),
             metainfo=dict(classes=names),
@@ -648,7 +633,7 @@ def test_voc_bad_images_error_or_skip(tmp_path, kind, check):
     with pytest.raises(DatasetSampleError) as info:
         VOCClassList(voc_root(tmp_path), metainfo=meta, check_images=check)
     assert str(info.value).startswith(f'{where}: ')
-    with captured_log() as records:
+    with captured_log(logging.INFO) as records:
         ds = VOCClassList(
             voc_root(tmp_path),
             metainfo=meta,

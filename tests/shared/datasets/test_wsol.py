@@ -8,16 +8,13 @@ adapters reading the same images through different files must agree.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mmengine.logging import MMLogger
 from PIL import Image
 
 import shared.datasets.wsol as wsol
@@ -27,6 +24,7 @@ from shared.datasets.synthetic import generate
 from shared.datasets.synthetic import imagenet as inet_writer
 from shared.datasets.synthetic import openimages as oi_writer
 from shared.datasets.synthetic.common import SyntheticSpec
+from tests.shared.datasets.logs import captured_log
 
 C, PER, VAL = 3, 4, 2
 SIZE = (48, 96)
@@ -35,20 +33,6 @@ LOAD = dict(
     imdecode_backend='pillow',
     color_type='color_ignore_orientation',
 )
-
-
-@contextmanager
-def captured_log(level=logging.WARNING):
-    """Records logged to mmengine's current logger inside the block."""
-    logger = MMLogger.get_current_instance()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 def spec_for(fmt: str, out: Path, **options) -> SyntheticSpec:

@@ -9,35 +9,19 @@ files cover the other §2.1 errors.
 
 from __future__ import annotations
 
-import logging
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from mmengine.logging import MMLogger
 
 import shared.datasets.wsol as wsol
 from shared.datasets.base import DatasetSampleError
 from shared.datasets.parsing import AnnotationError
 from shared.datasets.synthetic import generate
+from tests.shared.datasets.logs import captured_log
 
 C, PER, VAL = 3, 2, 2
 SIZE = (48, 80)
-
-
-@contextmanager
-def captured_log(level=logging.WARNING):
-    """Records logged to mmengine's current logger inside the block."""
-    logger = MMLogger.get_current_instance()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 def make(fmt: str, out: Path, corrupt: str | None = None) -> dict:

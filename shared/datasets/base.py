@@ -14,7 +14,9 @@ behaviour:
   ``'lazy'`` checks at load time; ``'header'`` opens every header with PIL
   at init (existence, format, size, sizes stated by the annotations);
   ``'full'`` decodes every image. A ``'skip'`` policy needs to know at init
-  which samples are bad, so it implies at least ``'header'``.
+  which samples are bad, so it implies at least ``'header'``, which also
+  checks that JPEG and PNG files end with their end marker (truncated
+  downloads); other decoder failures need ``'full'``.
 
 Errors raised while a sample goes through the pipeline are re-raised as
 :class:`SampleLoadError` naming the sample index and image path.
@@ -70,6 +72,24 @@ def clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
     return boxes
+
+
+def _ends_complete(path: str, fmt: str | None) -> bool:
+    """Whether a JPEG / PNG file ends with its end marker.
+
+    A header check alone passes a truncated file; this reads only the last
+    bytes, so ``check_images='header'`` still catches cut-off downloads.
+    Other formats are not checked here (``'full'`` decodes them).
+    """
+    if fmt not in ('JPEG', 'PNG'):
+        return True
+    with open(path, 'rb') as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64))
+        tail = f.read()
+    if fmt == 'JPEG':
+        return tail.rstrip(b'\x00\r\n ').endswith(b'\xff\xd9')
+    return b'IEND' in tail[-12:]
 
 
 class CheckedDatasetMixin:
@@ -173,6 +193,8 @@ class CheckedDatasetMixin:
                     size = img.size  # (W, H)
                     if self.check_images == 'full':
                         img.load()
+                    elif not _ends_complete(path, img.format):
+                        raise OSError('truncated file (no end marker)')
             except Exception as err:  # noqa: BLE001 - any decoder error
                 return 'undecodable_image', (
                     f'{ref}: cannot decode image {path}: {err}'
@@ -255,9 +277,19 @@ class CheckedDatasetMixin:
                 path = super().get_data_info(idx).get('img_path', '?')
             except Exception:  # noqa: BLE001 - keep the original error
                 path = '?'
+            hint = ''
+            if (
+                self.bad_sample_policy == 'skip'
+                and self.check_images != 'full'
+            ):
+                hint = (
+                    " (bad_sample_policy='skip' removes only what the "
+                    f"check_images='{self.check_images}' pass at init "
+                    "finds; check_images='full' decodes every image)"
+                )
             raise SampleLoadError(
                 f'{type(self).__name__}[{idx}] ({path}): '
-                f'{type(err).__name__}: {err}'
+                f'{type(err).__name__}: {err}{hint}'
             ) from err
 
 

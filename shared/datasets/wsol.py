@@ -407,6 +407,12 @@ def load_wnids(
                     line,
                 )
             seen[wnid] = line_no
+        if list(seen) != sorted(seen):
+            _warn(
+                f'{path}: wnids are not sorted; class indices follow the '
+                'file order, which differs from the sorted order that '
+                'mmpretrain ImageNet training uses'
+            )
         return list(seen), path
     train = _join(data_root, train_dir)
     if not osp.isdir(train):

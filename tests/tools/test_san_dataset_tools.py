@@ -119,6 +119,18 @@ def test_make_dataset_paths_resumes_from_checkpoint(tree, tmp_path, capsys):
         tool.make_dataset_paths(str(tree), str(out), 'x.pt')
 
 
+@pytest.mark.timeout(60)
+def test_make_dataset_paths_prunes_symlink_loops(tmp_path):
+    # Two `..` links in one folder made the walk exponential before the
+    # folders already seen were pruned (the walk ran to completion first).
+    cls = tmp_path / 'root' / 'c0'
+    _image(cls / 'a' / 'x.jpg', 1)
+    (cls / 'a' / 'up').symlink_to('..', target_is_directory=True)
+    (cls / 'a' / 'up2').symlink_to('..', target_is_directory=True)
+    tool = _tool('make_dataset_paths')
+    assert tool.class_samples(str(cls), 3) == [(str(cls / 'a' / 'x.jpg'), 3)]
+
+
 def _init(tmp_path: Path, sizes: list[int]) -> Path:
     classes = [f'k{c}' for c in range(len(sizes))]
     samples = [
@@ -181,7 +193,38 @@ def test_split_dataset_stratified_and_compounding(tmp_path):
     assert a == tool.split_samples(everything, [0.5], seed=1)
     assert a != tool.split_samples(everything, [0.5], seed=2)
     with pytest.raises(ValueError, match='sum below 1'):
-        tool.split_samples(everything, [0.5, 0.5])
+        tool.split_samples(everything, [0.5, 0.5], of_total=True)
+
+
+def test_split_dataset_compounding_ratios_may_sum_to_1(tmp_path):
+    # san.md §5: ratios compound on the remainder, so `-r 0.5 0.5` (the
+    # docstring's 50 / 25 / 25 example) is valid without --of-total.
+    tool = _tool('split_dataset')
+    init = _init(tmp_path, [20, 40, 8])
+    out = tmp_path / 'splits'
+    out.mkdir()
+    assert tool.main([str(init), str(out), '-r', '0.5', '0.5']) == 0
+    counts = [
+        _counts(load_init_file(str(out / f'split_{i}.pt'))['samples'])
+        for i in range(3)
+    ]
+    assert counts == [
+        {0: 10, 1: 20, 2: 4},
+        {0: 5, 1: 10, 2: 2},
+        {0: 5, 1: 10, 2: 2},
+    ]
+    samples = load_init_file(str(init))['samples']
+    assert len(tool.split_samples(samples, [0.9, 0.9, 0.9])) == 4
+    # Each ratio must still be in (0, 1); the sum only with --of-total.
+    for ratios in ([1.0], [0.5, 1.0], [0.0], [-0.1], []):
+        with pytest.raises(ValueError, match='ratio'):
+            tool.split_samples(samples, ratios)
+    for ratios in ([0.5, 0.5], [0.6, 0.6], [1.0]):
+        with pytest.raises(ValueError, match='ratio'):
+            tool.split_samples(samples, ratios, of_total=True)
+    assert (
+        tool.main([str(init), str(out), '-r', '0.5', '0.5', '--of-total']) == 2
+    )
 
 
 def test_sub_sample_counts_classes_and_errors(tmp_path, capsys):

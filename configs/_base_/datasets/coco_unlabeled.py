@@ -34,6 +34,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
+        max_refetch=0,  # never swap in another sample (datasets.md §2.1)
         data_root=data_root,
         data_prefix='train2014',
         with_label=False,

@@ -14,7 +14,9 @@ data_root = '{{$DATA_ROOT:data}}/ILSVRC2012/'
 data_preprocessor = dict(num_classes=1000)
 
 train_dataloader = dict(
-    dataset=dict(type='ImageNet', data_root=data_root, split='train')
+    dataset=dict(
+        type='ImageNet', data_root=data_root, split='train', max_refetch=0
+    )
 )
 val_dataloader = dict(
     dataset=dict(

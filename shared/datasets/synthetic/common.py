@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,17 +220,14 @@ def unsupported_corruption(spec: SyntheticSpec, supported: Sequence[str]):
     )
 
 
-def _call(args):
-    fn, task = args
-    return fn(task)
-
-
 def parallel_map(
     fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int
 ) -> list:
     """``[fn(t) for t in tasks]``, over ``workers`` processes when > 1.
 
-    ``fn`` must be a module-level function. Results keep the task order.
+    ``fn`` must be a module-level function. Results keep the task order. A
+    worker that dies (e.g. a spawned child that cannot import the caller)
+    raises ``BrokenProcessPool`` instead of hanging.
     """
     tasks = list(tasks)
     if workers <= 1 or len(tasks) < 8:
@@ -237,5 +235,5 @@ def parallel_map(
     # spawn, not fork: a forked child can deadlock in OpenCV's thread pool.
     ctx = multiprocessing.get_context('spawn')
     chunk = max(1, len(tasks) // (workers * 8))
-    with ctx.Pool(workers) as pool:
-        return pool.map(_call, [(fn, t) for t in tasks], chunksize=chunk)
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        return list(pool.map(fn, tasks, chunksize=chunk))

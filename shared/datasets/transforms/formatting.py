@@ -63,10 +63,31 @@ class PackLocInputs(PackInputs):
             meta_keys=meta_keys,
         )
 
+    @staticmethod
+    def _drop_degenerate(results: dict) -> dict:
+        """Remove zero-width/height boxes (annotated so, or made so by a
+        resize), adding their number to ``dropped_boxes``."""
+        boxes = results.get('gt_bboxes')
+        if boxes is None:
+            return results
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or not len(boxes):
+            return results
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        if keep.all():
+            return results
+        results = dict(results)
+        results['gt_bboxes'] = boxes[keep]
+        results['dropped_boxes'] = results.get('dropped_boxes', 0) + int(
+            (~keep).sum()
+        )
+        return results
+
     def transform(self, results: dict) -> dict:
         """Pack ``results`` into ``inputs`` and a ``DataSample``."""
         if self.input_key == 'img':
             check_results(results, type(self).__name__)
+        results = self._drop_degenerate(results)
         packed = super().transform(results)
         sample = packed['data_samples']
         if results.get('gt_bboxes') is not None:

@@ -624,3 +624,11 @@ def test_real_cub_facts():
     test = build(wsol.CUBLoc, root, 'test')
     assert (len(train), len(test)) == (5994, 5794)
     assert len(test.metainfo['classes']) == 200
+
+
+def test_unsorted_synsets_file_is_warned_about(tmp_path):
+    (tmp_path / 'synsets.txt').write_text('n02\nn01\n')
+    with captured_log() as records:
+        wnids, source = wsol.load_wnids(str(tmp_path))
+    assert wnids == ['n02', 'n01'] and source.endswith('synsets.txt')
+    assert any('not sorted' in r.getMessage() for r in records)

@@ -168,3 +168,25 @@ def test_a_tiny_model_learns_the_classes(tmp_path):
     with torch.no_grad():
         acc = (model(x_val).argmax(1) == y_val).float().mean().item()
     assert acc > 0.6, acc  # chance is 0.25
+
+
+def test_dead_workers_raise_instead_of_hanging(tmp_path):
+    """Spawned workers cannot re-import a script read from stdin."""
+    import subprocess
+    import sys
+
+    code = (
+        'from shared.datasets.synthetic import generate\n'
+        f'generate("imagefolder", {str(tmp_path)!r}, 2, 10, '
+        'size_range=(32, 32), workers=2)\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, '-'],
+        input=code,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[4],
+    )
+    assert proc.returncode != 0
+    assert 'BrokenProcessPool' in proc.stderr

@@ -151,6 +151,15 @@ def test_boxes_present_only_when_given():
     assert 'gt_bboxes' not in sample and 'gt_mask' not in sample
 
 
+def test_degenerate_boxes_are_removed_and_counted():
+    boxes = np.array([[1, 2, 5, 6], [3, 1, 3, 4], [0, 2, 4, 2.0]])
+    sample = PackLocInputs()(_results(gt_bboxes=boxes, dropped_boxes=1))[
+        'data_samples'
+    ]
+    assert sample.gt_bboxes.tolist() == [[1, 2, 5, 6]]
+    assert sample.dropped_boxes == 3  # one earlier, two zero-area here
+
+
 def test_mask_tensor_contiguous_from_view():
     mask = np.zeros((5, 14), np.uint8)[:, ::2]  # non-contiguous view
     mask[1, 2] = 255

@@ -6,7 +6,11 @@ Builds each dataloader's dataset with every image header opened
 stopping at the first, then prints the sample count, the class histogram,
 box statistics and every problem found. Annotation defects (bad lines,
 duplicate ids, labels out of range, inverted boxes) always stop the check
-with the adapter's ``file:line`` message.
+with the adapter's ``file:line`` message. Datasets without these options
+have every image opened here, in-memory ones (``SANInMemoryDataset``)
+from their encoded bytes; a ``SANSBIRDataset`` is checked through its
+sketch and photo datasets, their problems labelled ``sketch:`` /
+``photo:``.
 
 Examples::
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import sys
 from collections import Counter
 from pathlib import Path
@@ -43,6 +48,8 @@ SPLITS = {
     'val': 'val_dataloader',
     'test': 'test_dataloader',
 }
+#: The inner datasets of a ``SANSBIRDataset`` (``<view>_dataset``).
+VIEWS = ('sketch', 'photo')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,15 +85,91 @@ def _accepts_checks(dataset_cls) -> bool:
     )
 
 
+def _prepare_cfg(ds_cfg: dict, full: bool) -> bool:
+    """Ask a dataset config (in place) for image checks and no pipeline.
+
+    The sketch and photo dataset configs of a ``SANSBIRDataset`` are
+    prepared the same way (their view pipelines dropped).
+
+    Args:
+        ds_cfg (dict): A dataset config; changed in place.
+        full (bool): Decode every image instead of opening headers.
+
+    Returns:
+        bool: Whether the dataset class takes the policy mixin's checks.
+    """
+    from shared.registry import DATASETS
+
+    ds_cfg['pipeline'] = []
+    ds_cfg.pop('lazy_init', None)
+    checked = _accepts_checks(DATASETS.get(ds_cfg['type']))
+    if checked:
+        ds_cfg.update(
+            bad_sample_policy='skip',
+            check_images='full' if full else 'header',
+        )
+        ds_cfg.pop('skip_invalid', None)
+    for view in VIEWS:
+        if isinstance(ds_cfg.get(f'{view}_dataset'), dict):
+            _prepare_cfg(ds_cfg[f'{view}_dataset'], full)
+            ds_cfg[f'{view}_pipeline'] = None
+    return checked
+
+
+def _dataset_problems(dataset, full: bool) -> dict[str, list[str]]:
+    """Problems of a dataset built from a :func:`_prepare_cfg` config.
+
+    Args:
+        dataset: The built dataset.
+        full (bool): Decode every image instead of opening headers.
+
+    Returns:
+        dict[str, list[str]]: Problem kind -> the samples it names. For a
+        ``SANSBIRDataset`` the kinds of its sketch and photo datasets,
+        labelled ``'sketch: <kind>'`` / ``'photo: <kind>'``.
+    """
+    from shared.datasets.base import CheckedDatasetMixin
+    from shared.datasets.sbir import SANSBIRDataset
+
+    if isinstance(dataset, SANSBIRDataset):
+        problems: dict[str, list[str]] = {}
+        for view in VIEWS:
+            inner = getattr(dataset, f'{view}_dataset')
+            for kind, refs in _dataset_problems(inner, full).items():
+                problems[f'{view}: {kind}'] = list(refs)
+        return problems
+    if isinstance(dataset, CheckedDatasetMixin):
+        return dict(dataset.skipped)
+    return _header_problems(dataset, full)
+
+
 def _header_problems(dataset, full: bool) -> dict[str, list[str]]:
-    """Open every image of a dataset without the policy mixin."""
+    """Open every image of a dataset without the policy mixin.
+
+    Images of datasets that hold them encoded in memory (a
+    ``get_image_bytes(i)`` method, e.g. ``SANInMemoryDataset``, whose
+    ``img_path`` is a pseudo path such as ``'val_imgs.pt[0]'``) are opened
+    from their bytes; the others from ``img_path`` on disk.
+
+    Args:
+        dataset: A dataset with ``get_data_info(i)``.
+        full (bool): Decode every image instead of opening headers.
+
+    Returns:
+        dict[str, list[str]]: ``missing_image`` (paths) and
+        ``undecodable_image`` (``'<path>: <error>'``) problems.
+    """
     problems: dict[str, list[str]] = {}
+    get_bytes = getattr(dataset, 'get_image_bytes', None)
     for i in range(len(dataset)):
         path = dataset.get_data_info(i).get('img_path')
-        if path is None:
+        if get_bytes is None and path is None:
             continue
+        if path is None:
+            path = f'{type(dataset).__name__}[{i}]'
         try:
-            with Image.open(path) as img:
+            source = path if get_bytes is None else io.BytesIO(get_bytes(i))
+            with Image.open(source) as img:
                 if full:
                     img.load()
         except FileNotFoundError:
@@ -110,21 +193,9 @@ def check_split(cfg, split: str, full: bool) -> int:
     from shared.registry import DATASETS
 
     ds_cfg = copy.deepcopy(cfg[SPLITS[split]]['dataset'])
-    ds_cfg['pipeline'] = []
-    ds_cfg.pop('lazy_init', None)
-    dataset_cls = DATASETS.get(ds_cfg['type'])
-    checked = _accepts_checks(dataset_cls)
-    if checked:
-        ds_cfg.update(
-            bad_sample_policy='skip',
-            check_images='full' if full else 'header',
-        )
-        ds_cfg.pop('skip_invalid', None)
+    _prepare_cfg(ds_cfg, full)
     dataset = DATASETS.build(ds_cfg)
-    if checked:
-        problems = dict(dataset.skipped)
-    else:
-        problems = _header_problems(dataset, full)
+    problems = _dataset_problems(dataset, full)
     classes = dataset.metainfo.get('classes') or ()
     n_classes = len(classes) if classes else 'unnamed'
     print(

@@ -57,20 +57,33 @@ def class_samples(class_dir: str, index: int) -> list[tuple[str, int]]:
     """``(path, index)`` of every image under ``class_dir``, sorted.
 
     Symlinked folders are followed; a folder reached twice (a symlink
-    loop) is walked once.
+    loop) is walked once: the walk prunes it as it goes, so ``..`` links
+    cannot make it loop or blow up. Samples are sorted by folder path,
+    then by file name.
+
+    Args:
+        class_dir (str): The class folder.
+        index (int): The class index given to every sample.
+
+    Returns:
+        list[tuple[str, int]]: The samples, paths joined to ``class_dir``.
     """
-    samples = []
+    found: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for root, dirs, files in sorted(os.walk(class_dir, followlinks=True)):
+    for root, dirs, files in os.walk(class_dir, followlinks=True):
         real = osp.realpath(root)
         if real in seen:
-            dirs[:] = []
+            dirs[:] = []  # prunes: the walk descends only after this
             continue
         seen.add(real)
-        for name in sorted(files):
-            if name.lower().endswith(IMG_EXTENSIONS):
-                samples.append((osp.join(root, name), index))
-    return samples
+        dirs.sort()
+        found.extend(
+            (root, name)
+            for name in files
+            if name.lower().endswith(IMG_EXTENSIONS)
+        )
+    # (folder, name) keys: the order of sorting the whole walk by folder.
+    return [(osp.join(root, name), index) for root, name in sorted(found)]
 
 
 def _load_checkpoint(out_dir: str) -> dict | None:

@@ -7,8 +7,9 @@ keys and a subset of its samples. Every class is split on its own
 samples, where ``n`` is what the previous splits left (the fork's
 compounding rule: ``-r 0.5 0.5`` gives 50 / 25 / 25 %), or the class total
 with ``--of-total`` (``-r 0.5 0.25`` gives 50 / 25 / 25 %). The last split
-takes the rest. Ratios must be positive with a sum below 1. ``round`` is
-Python's (half to even), as pandas' ``sample(frac=...)`` in the fork.
+takes the rest. Each ratio must be in (0, 1); with ``--of-total`` their
+sum must also be below 1 (``-r 0.5 0.5`` is valid without it). ``round``
+is Python's (half to even), as pandas' ``sample(frac=...)`` in the fork.
 Samples keep their input order inside each split; the draw is seeded
 (the fork's was not). Example (the fork's README)::
 
@@ -46,16 +47,27 @@ def split_samples(
 
     Args:
         samples: The samples.
-        ratios: One ratio per split but the last, each > 0, sum < 1.
+        ratios: One ratio per split but the last, each in (0, 1); with
+            ``of_total`` their sum must also be below 1.
         seed: Seed of the per-class permutations.
         of_total: Ratios of the class total instead of the remainder.
 
     Returns:
         list[list[tuple[str, int]]]: ``len(ratios) + 1`` splits.
+
+    Raises:
+        ValueError: For no ratio, a ratio outside (0, 1), or, with
+            ``of_total``, ratios summing to 1 or more.
     """
-    if not ratios or any(r <= 0 for r in ratios) or sum(ratios) >= 1:
+    if not ratios or any(not 0 < r < 1 for r in ratios):
         raise ValueError(
-            f'ratios must be positive with a sum below 1, got {list(ratios)}'
+            f'each ratio must be between 0 and 1 (exclusive), got '
+            f'{list(ratios)}'
+        )
+    if of_total and sum(ratios) >= 1:
+        raise ValueError(
+            f'with --of-total the ratios must have a sum below 1, got '
+            f'{list(ratios)} (sum {sum(ratios):g})'
         )
     rng = np.random.default_rng(seed)
     labels = np.array([label for _, label in samples], dtype=np.int64)
@@ -88,8 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         nargs='+',
         required=True,
-        help='ratio of each split but the last (positive, sum < 1); the '
-        'last split takes the rest',
+        help='ratio of each split but the last, each in (0, 1) and of '
+        'what the previous splits left (sum < 1 with --of-total); the last '
+        'split takes the rest',
     )
     parser.add_argument(
         '--of-total',

@@ -31,6 +31,7 @@ Data-info keys the mixin understands (written by the adapters):
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 
@@ -161,14 +162,14 @@ class CheckedDatasetMixin:
                 f'{name}: skipped {len(refs)} sample(s) with {kind}; first: '
                 + '; '.join(first_items(refs)),
                 logger='current',
-                level=30,
+                level=logging.WARNING,
             )
         self.skipped = dict(problems)
         if self.clipped_boxes:
             print_log(
                 f'{name}: clipped {self.clipped_boxes} box(es) to the image',
                 logger='current',
-                level=30,
+                level=logging.WARNING,
             )
         if not kept:
             raise DatasetSampleError(

@@ -83,10 +83,9 @@ val_dataloader = dict(
     ),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
-# Placeholder: the SS-PRL mAP (sklearn step-AP on logits, golang_ssl.md §7)
-# is being built in shared/evaluation; until then mmpretrain's
-# AveragePrecision, which breaks ties by sort order.
-val_evaluator = dict(type='AveragePrecision')
+# SS-PRL's mAP (scikit-learn step AP, on pred_logit when the head gives it;
+# evaluation.md §6).
+val_evaluator = dict(type='MultiLabelMAP')
 
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

@@ -94,10 +94,8 @@ val_dataloader = dict(
     ),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
-# Placeholder until the SS-PRL mAP of shared/evaluation exists
-# (golang_ssl.md §7): mmpretrain's AveragePrecision in its VOC form, which
-# ignores gt_label_difficult classes as the probe's target does.
-val_evaluator = dict(type='VOCAveragePrecision')
+# SS-PRL's mAP (evaluation.md §6); gt_label_difficult classes are ignored.
+val_evaluator = dict(type='MultiLabelMAP')
 
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

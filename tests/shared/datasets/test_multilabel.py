@@ -677,8 +677,35 @@ def test_coco_multilabel_config_builds(coco, monkeypatch):
         assert isinstance(ds, COCOMultiLabel)
         assert len(ds) == entry['counts'][split]
         check_sample(ds[0], len(entry['classes']))
-    assert cfg.val_evaluator.type == 'AveragePrecision'
     assert cfg.data_preprocessor.to_onehot is True
+    # The configured evaluator scores perfect predictions on real samples.
+    value, expected = _perfect_score(cfg, ds)
+    assert value == pytest.approx(expected)
+
+
+def _perfect_score(cfg, ds) -> tuple[float, float]:
+    """mAP of perfect predictions, and its closed form: 100 times the
+    fraction of classes with a positive (the others score 0)."""
+    from mmengine.evaluator import Evaluator
+
+    from shared.datasets import multilabel_target
+
+    evaluator = Evaluator(cfg.val_evaluator)
+    evaluator.dataset_meta = ds.metainfo
+    num_classes = len(ds.metainfo['classes'])
+    samples, targets = [], []
+    for i in range(len(ds)):
+        sample = ds[i]['data_samples']
+        target = multilabel_target(
+            sample.gt_label, sample.get('gt_label_difficult'), num_classes
+        )
+        sample.set_field(target.clamp(min=0), 'pred_score')
+        targets.append(target)
+        samples.append(sample.to_dict())
+    evaluator.process(samples)
+    (value,) = evaluator.evaluate(len(samples)).values()
+    has_positive = (torch.stack(targets) == 1).any(0)
+    return value, 100.0 * has_positive.float().mean().item()
 
 
 def test_voc07_multilabel_config_builds(voc20, monkeypatch):
@@ -702,6 +729,8 @@ def test_voc07_multilabel_config_builds(voc20, monkeypatch):
             sample['data_samples'].gt_label_difficult
             == (ds.get_data_info(hard[0])['gt_label_difficult'])
         )
+    value, expected = _perfect_score(cfg, ds)
+    assert value == pytest.approx(expected)
     # The class-file reader is a drop-in replacement.
     alt = dict(cfg.val_dataloader.dataset, type='VOCClassList')
     check_sample(DATASETS.build(alt)[0], 20)

@@ -1,0 +1,5 @@
+"""MMEngine metrics of ``shared.evaluation`` (registered in METRICS)."""
+
+from .multilabel_map import MultiLabelMAP
+
+__all__ = ['MultiLabelMAP']

@@ -35,6 +35,7 @@ __all__ = [
     'save_oracle_map',
     'sha256_file',
     'write_lines',
+    'write_wsol_metadata',
 ]
 
 #: Format name -> id mixed into every per-image seed.
@@ -158,6 +159,40 @@ def write_lines(path: Path, lines: Iterable[str]) -> Path:
         for line in lines:
             f.write(f'{line}\n')
     return path
+
+
+def write_wsol_metadata(folder: Path, rows: Iterable) -> list[Path]:
+    """Write wsolevaluation box metadata (``datasets.md`` §4.3).
+
+    Args:
+        folder (Path): ``metadata/<dataset>/<split>``.
+        rows: ``(image_id, label, height, width, boxes)`` per image, boxes
+            being integer ``[x0, y0, x1, y1]`` rows (one
+            ``localization.txt`` line each).
+
+    Returns:
+        list[Path]: ``image_ids.txt``, ``class_labels.txt``,
+        ``image_sizes.txt`` and ``localization.txt``.
+    """
+    rows = list(rows)
+    return [
+        write_lines(folder / 'image_ids.txt', (r[0] for r in rows)),
+        write_lines(
+            folder / 'class_labels.txt', (f'{r[0]},{r[1]}' for r in rows)
+        ),
+        write_lines(
+            folder / 'image_sizes.txt',
+            (f'{i},{w},{h}' for i, _, h, w, _ in rows),
+        ),
+        write_lines(
+            folder / 'localization.txt',
+            (
+                f'{i},' + ','.join(str(int(v)) for v in box)
+                for i, _, _, _, boxes in rows
+                for box in boxes
+            ),
+        ),
+    ]
 
 
 def save_oracle_map(spec: SyntheticSpec, key: str, mask: np.ndarray) -> None:

@@ -49,6 +49,7 @@ from .common import (
     truncate_file,
     unsupported_corruption,
     write_lines,
+    write_wsol_metadata,
 )
 from .draw import render_scene
 
@@ -188,12 +189,16 @@ def write(spec: SyntheticSpec) -> WriterResult:
                     ),
                 )
             )
-        files += _write_meta(
-            wsol_meta / split, [(r[2], r[1], res) for r, res in rows]
+        files += write_wsol_metadata(
+            wsol_meta / split,
+            [(r[2], r[1], h, w, [box]) for r, (h, w, box) in rows],
         )
-    files += _write_meta(
+    files += write_wsol_metadata(
         wsol_meta / 'val',
-        [(rel, c, res) for (c, rel), res in zip(cubv2, v2_res)],
+        [
+            (rel, c, h, w, [box])
+            for (c, rel), (h, w, box) in zip(cubv2, v2_res)
+        ],
     )
     counts = {
         'train': sum(r[3] for r in records),
@@ -209,27 +214,6 @@ def write(spec: SyntheticSpec) -> WriterResult:
         corruption=corruption,
         extra={'classes': [f.split('.', 1)[1] for f in folders]},
     )
-
-
-def _write_meta(folder: Path, rows: list) -> list[Path]:
-    """wsolevaluation metadata of ``(id, label, (h, w, box))`` rows."""
-    return [
-        write_lines(folder / 'image_ids.txt', (r[0] for r in rows)),
-        write_lines(
-            folder / 'class_labels.txt', (f'{r[0]},{r[1]}' for r in rows)
-        ),
-        write_lines(
-            folder / 'image_sizes.txt',
-            (f'{i},{w},{h}' for i, _, (h, w, _) in rows),
-        ),
-        write_lines(
-            folder / 'localization.txt',
-            (
-                f'{i},' + ','.join(str(int(v)) for v in box)
-                for i, _, (_, _, box) in rows
-            ),
-        ),
-    ]
 
 
 def _corrupt(spec: SyntheticSpec, root: Path, records, results) -> dict:

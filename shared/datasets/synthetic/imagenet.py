@@ -52,6 +52,7 @@ from .common import (
     unsupported_corruption,
     write_image,
     write_lines,
+    write_wsol_metadata,
 )
 from .draw import render_scene
 
@@ -248,12 +249,12 @@ def write(spec: SyntheticSpec) -> WriterResult:
             (f'{i},{c}' for i, c in train_ids),
         ),
     ]
-    files += _write_meta(
+    files += write_wsol_metadata(
         meta / 'test',
-        [(f'val/{rel}', c, res) for (_, c, rel), res in zip(val, val_res)],
+        [(f'val/{rel}', c, *res) for (_, c, rel), res in zip(val, val_res)],
     )
-    files += _write_meta(
-        meta / 'val', [(rel, c, res) for (c, rel), res in zip(val2, val2_res)]
+    files += write_wsol_metadata(
+        meta / 'val', [(rel, c, *res) for (c, rel), res in zip(val2, val2_res)]
     )
     corruption = None
     if spec.corrupt:
@@ -264,28 +265,6 @@ def write(spec: SyntheticSpec) -> WriterResult:
         corruption=corruption,
         extra={'classes': names, 'val_layout': layout},
     )
-
-
-def _write_meta(folder: Path, rows: list) -> list[Path]:
-    """wsolevaluation metadata of ``(id, label, (h, w, boxes))`` rows."""
-    return [
-        write_lines(folder / 'image_ids.txt', (r[0] for r in rows)),
-        write_lines(
-            folder / 'class_labels.txt', (f'{r[0]},{r[1]}' for r in rows)
-        ),
-        write_lines(
-            folder / 'image_sizes.txt',
-            (f'{i},{w},{h}' for i, _, (h, w, _) in rows),
-        ),
-        write_lines(
-            folder / 'localization.txt',
-            (
-                f'{i},' + ','.join(str(v) for v in box)
-                for i, _, (_, _, boxes) in rows
-                for box in boxes
-            ),
-        ),
-    ]
 
 
 def _remove_stale(root: Path, layout: str, stems: set[str]) -> None:

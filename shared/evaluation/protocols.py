@@ -24,9 +24,20 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .wsol import _reject_torch, normalize_cam
+from .wsol import (
+    _check_thresholds,
+    _preset_boxes,
+    _reject_torch,
+    normalize_cam,
+)
 
-__all__ = ['ProtocolPreset', 'PRESETS', 'get_preset', 'resize_cam']
+__all__ = [
+    'ProtocolPreset',
+    'PRESETS',
+    'get_preset',
+    'resize_cam',
+    'preset_boxes',
+]
 
 
 @dataclass(frozen=True)
@@ -168,3 +179,47 @@ def resize_cam(
     if p.normalize == 'after':
         return normalize_cam(out)
     return out.astype(p.dtype, copy=False)
+
+
+def preset_boxes(
+    cam: np.ndarray,
+    thresholds: float | np.ndarray | list[float],
+    preset: str | ProtocolPreset,
+) -> np.ndarray:
+    """One predicted box per threshold under a preset's box rule (§2).
+
+    ``wsoleval``: largest contour of u > int(tau max u), clipped, empty
+    [0, 0, 0, 0]; ``tscam``: the same unclipped, empty [0, 0, 1, 1];
+    ``spa``: the box around every pixel with v >= tau, empty [0, 0, 0, 0].
+    The metrics, :class:`~shared.visualization.CAMVisualizationHook` and
+    ``tools/visualization/vis_cam.py`` all draw boxes with this function.
+
+    Args:
+        cam (np.ndarray): (H, W) float map in the evaluated frame, as
+            :func:`resize_cam` returns it (in [0, 1] for the contour
+            presets).
+        thresholds (float | np.ndarray | list[float]): tau in [0, 1], scalar
+            or (T,).
+        preset (str | ProtocolPreset): ``'wsoleval'``, ``'tscam'``,
+            ``'spa'`` or a preset instance.
+
+    Returns:
+        np.ndarray: int64 (T, 4) boxes [x0, y0, x1, y1] in pixels (T = 1
+        for a scalar threshold).
+
+    Raises:
+        TypeError: Torch tensors or non-floating maps.
+        ValueError: Unknown preset, cam not 2-D, non-finite, or (contour
+            presets) outside [0, 1], or thresholds outside [0, 1].
+    """
+    _reject_torch(cam, 'cam')
+    p = get_preset(preset)
+    taus = _check_thresholds(thresholds)
+    m = np.asarray(cam)
+    if m.dtype.kind != 'f':
+        raise TypeError(f'cam must be a floating array, got {m.dtype}')
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f'cam must be a non-empty (H, W) map, got {m.shape}')
+    if not np.isfinite(m).all():
+        raise ValueError('cam contains NaN or +-inf')
+    return _preset_boxes(m, taus, p.name)

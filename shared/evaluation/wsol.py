@@ -10,7 +10,10 @@ mask evaluators:
   ``RETR_TREE`` contours, ``boundingRect``);
 - :func:`max_box_acc`: MaxBoxAcc (V1) / MaxBoxAccV2 with one threshold per
   IoU level shared by the whole split;
-- :func:`pxap`: pixel average precision over pooled histograms.
+- :func:`pxap`: pixel average precision over pooled histograms;
+- :func:`localization_accuracy`: Top-1/Top-5/GT-known Loc and the top-1
+  failure breakdown of TS-CAM (``protocol='tscam'``) and WGOL/SPA
+  (``protocol='spa'``).
 
 The threshold sweep follows the fast design of §4 items 1-5: only the
 distinct masks of the quantised map are contoured (at most 256 per map), on
@@ -32,7 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-__all__ = ['box_iou', 'normalize_cam', 'cam_to_boxes', 'max_box_acc', 'pxap']
+__all__ = [
+    'box_iou',
+    'normalize_cam',
+    'cam_to_boxes',
+    'max_box_acc',
+    'pxap',
+    'localization_accuracy',
+]
 
 
 def _reject_torch(value, name: str) -> None:
@@ -409,6 +419,7 @@ def _image_ious(
     gt: np.ndarray,
     taus: np.ndarray,
     multi_contour: bool,
+    backend: str = 'cv2',
 ) -> np.ndarray:
     """IoU_i(tau): max over predicted x GT boxes per tau, float64 (T,)."""
     empty = np.zeros(4, dtype=np.int64)
@@ -417,7 +428,14 @@ def _image_ious(
     ious = np.full(len(taus), empty_iou, dtype=np.float64)
     if len(sweep.levels) == 0:
         return ious
-    boxes, counts = sweep.level_boxes(multi_contour, True)
+    if backend == 'tree' and multi_contour:
+        from shared.evaluation._component_tree import tree_level_boxes
+
+        boxes, counts = tree_level_boxes(sweep.u, sweep.levels)
+        np.minimum(boxes[:, 2], sweep.width - 1, out=boxes[:, 2])
+        np.minimum(boxes[:, 3], sweep.height - 1, out=boxes[:, 3])
+    else:
+        boxes, counts = sweep.level_boxes(multi_contour, True)
     starts = np.cumsum(counts) - counts
     box_ious = _iou(boxes, gt).max(axis=1)
     level_ious = np.maximum.reduceat(box_ious, starts)
@@ -434,6 +452,7 @@ def max_box_acc(
     multi_contour: bool = True,
     *,
     num_workers: int | None = None,
+    backend: str = 'cv2',
 ) -> dict:
     """MaxBoxAcc / MaxBoxAccV2 of wsolevaluation (``evaluation.md`` §3.4).
 
@@ -455,6 +474,10 @@ def max_box_acc(
             iou_thresholds=(50,)``.
         num_workers (int | None): Threads over images (keyword-only);
             None means min(4, CPU cores). Results do not depend on it.
+        backend (str): ``'tree'`` (component trees of the quantised map,
+            §4 item 6) or ``'cv2'`` (one contour call per distinct level,
+            the parity reference) for V2 (keyword-only). V1 always uses
+            the cv2 path. Both give identical results.
 
     Returns:
         dict: ``'MaxBoxAccV2'`` (mean over d of MaxBoxAcc@d, percent),
@@ -490,13 +513,15 @@ def max_box_acc(
             raise ValueError(f'gt_boxes[{i}] has no box')
         gts.append(boxes)
     taus = np.arange(0, 1, interval)
+    if backend not in ('tree', 'cv2'):
+        raise ValueError(f"backend must be 'tree' or 'cv2', got {backend!r}")
 
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
     num_workers = max(1, min(int(num_workers), len(maps)))
 
     def work(i: int) -> np.ndarray:
-        return _image_ious(maps[i], gts[i], taus, bool(multi_contour))
+        return _image_ious(maps[i], gts[i], taus, bool(multi_contour), backend)
 
     if num_workers > 1:
         with ThreadPoolExecutor(num_workers) as pool:
@@ -658,4 +683,332 @@ def _pr_summary(
         'PxAP': float(ap),
         'pIoU': float(piou[k] * 100),
         'best_threshold': float(edges[len(piou) - 1 - k]),
+    }
+
+
+# ---------------------------------------------------------------------------
+# localization_accuracy (TS-CAM / WGOL Top-1, Top-5 and GT-known Loc)
+# ---------------------------------------------------------------------------
+
+#: Protocols of :func:`localization_accuracy`.
+_LOC_PROTOCOLS = ('tscam', 'spa')
+#: Keys of the top-1 failure breakdown, in the order they are checked.
+_BREAKDOWN = (
+    'top1_right',
+    'top1_cls_wrong',
+    'top1_multi_instance',
+    'top1_part',
+    'top1_more',
+    'top1_wrong',
+)
+#: Flag columns returned by :func:`_loc_flags`.
+_LOC_KEYS = (
+    'top1_cls',
+    'top5_cls',
+    'gt_known_loc',
+    'top1_loc',
+    'top5_loc',
+) + _BREAKDOWN
+
+
+def _union_boxes(cam: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """SPA/WGOL boxes: one box around all pixels with v >= tau.
+
+    The boxes of every threshold come at once from the row and column
+    maxima of the map (a row holds a foreground pixel iff its maximum
+    reaches tau).
+
+    Args:
+        cam (np.ndarray): (H, W) float map.
+        taus (np.ndarray): float64 (T,) thresholds.
+
+    Returns:
+        np.ndarray: int64 (T, 4) inclusive boxes [xmin, ymin, xmax, ymax];
+        [0, 0, 0, 0] where nothing reaches tau.
+    """
+    boxes = np.zeros((len(taus), 4), dtype=np.int64)
+    for axis, (lo, hi) in ((0, (0, 2)), (1, (1, 3))):
+        line_max = cam.max(axis=axis).astype(np.float64)
+        n = len(line_max)
+        head = np.maximum.accumulate(line_max)
+        tail = np.maximum.accumulate(line_max[::-1])
+        # head[i] >= tau first at i = first; tail likewise from the end.
+        boxes[:, lo] = np.searchsorted(head, taus, side='left')
+        boxes[:, hi] = n - 1 - np.searchsorted(tail, taus, side='left')
+    empty = taus > float(cam.max())
+    boxes[empty] = 0
+    return boxes
+
+
+def _preset_boxes(
+    cam: np.ndarray, taus: np.ndarray, preset: str
+) -> np.ndarray:
+    """One predicted box per threshold under a protocol preset (§2).
+
+    ``wsoleval``: largest contour, clipped, empty [0, 0, 0, 0];
+    ``tscam``: largest contour, unclipped, empty [0, 0, 1, 1];
+    ``spa``: the box around all pixels with v >= tau, empty [0, 0, 0, 0].
+
+    Args:
+        cam (np.ndarray): (H, W) map in the evaluated frame, normalised as
+            the preset requires (in [0, 1] for the contour presets).
+        taus (np.ndarray): float64 (T,) thresholds in [0, 1].
+        preset (str): ``'wsoleval'``, ``'tscam'`` or ``'spa'``.
+
+    Returns:
+        np.ndarray: int64 (T, 4) boxes [x0, y0, x1, y1].
+    """
+    if preset == 'spa':
+        return _union_boxes(cam, taus)
+    if preset == 'tscam':
+        boxes, _ = cam_to_boxes(
+            cam, taus, False, clip=False, empty_box=(0, 0, 1, 1)
+        )
+    elif preset == 'wsoleval':
+        boxes, _ = cam_to_boxes(cam, taus, False)
+    else:
+        raise ValueError(
+            f"preset must be 'wsoleval', 'tscam' or 'spa', got {preset!r}"
+        )
+    return boxes
+
+
+def _overlaps(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Intersection, predicted area and GT area, +1 convention, (T, n)."""
+    p = pred.astype(np.float64)[:, None, :]
+    g = gt.astype(np.float64)[None, :, :]
+    iw = np.maximum(
+        np.minimum(p[..., 2], g[..., 2])
+        - np.maximum(p[..., 0], g[..., 0])
+        + 1,
+        0,
+    )
+    ih = np.maximum(
+        np.minimum(p[..., 3], g[..., 3])
+        - np.maximum(p[..., 1], g[..., 1])
+        + 1,
+        0,
+    )
+    inter = iw * ih
+    area_p = (p[..., 2] - p[..., 0] + 1) * (p[..., 3] - p[..., 1] + 1)
+    area_g = (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1)
+    return (
+        inter,
+        np.broadcast_to(area_p, inter.shape),
+        np.broadcast_to(area_g, inter.shape),
+    )
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den <= 0 (the IoU rule of §3.1)."""
+    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _check_loc_thresholds(cam_threshold) -> tuple[np.ndarray, bool]:
+    """Thresholds as float64 (T,) and whether a sequence was given."""
+    _reject_torch(cam_threshold, 'cam_threshold')
+    is_seq = np.ndim(cam_threshold) > 0
+    taus = np.asarray(cam_threshold, dtype=np.float64).reshape(-1)
+    if taus.size == 0:
+        raise ValueError('cam_threshold is empty')
+    bad = ~((taus >= 0) & (taus <= 1))
+    if bad.any():
+        idx = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f'cam_threshold[{idx}] = {taus[idx]} is outside [0, 1]'
+            if is_seq
+            else f'cam_threshold = {taus[idx]} is outside [0, 1]'
+        )
+    return taus, is_seq
+
+
+def _loc_flags(
+    maps: np.ndarray,
+    labels: np.ndarray,
+    gt_label: int,
+    gt_boxes: np.ndarray,
+    taus: np.ndarray,
+    protocol: str,
+    iou_threshold: float,
+    num_topk: int,
+    name: str = 'sample',
+) -> np.ndarray:
+    """Per-image success flags of :func:`localization_accuracy`.
+
+    Only the map of the ground-truth class (the first column of
+    ``labels`` equal to ``gt_label``) is turned into a box.
+
+    Args:
+        maps (np.ndarray): (K, H, W) maps in the evaluated frame.
+        labels (np.ndarray): (K,) class of each map, ranked predictions
+            first.
+        gt_label (int): Ground-truth class.
+        gt_boxes (np.ndarray): (n, 4) inclusive GT boxes, n >= 1.
+        taus (np.ndarray): float64 (T,) thresholds.
+        protocol (str): ``'tscam'`` or ``'spa'``.
+        iou_threshold (float): IoU level of Loc@K and GT-known.
+        num_topk (int): Ranked columns (min(5, C)).
+        name (str): How errors name this image.
+
+    Returns:
+        np.ndarray: bool (T, len(_LOC_KEYS)) flags, columns in
+        ``_LOC_KEYS`` order.
+    """
+    hits = np.flatnonzero(labels == gt_label)
+    if len(hits) == 0:
+        raise ValueError(
+            f'{name}: ground-truth class {gt_label} is absent from its '
+            f'labels {labels.tolist()}'
+        )
+    cam = maps[hits[0]]
+    if not np.isfinite(cam).all():
+        raise ValueError(f'{name}: the ground-truth class map has NaN or inf')
+    if protocol == 'tscam':
+        cam = normalize_cam(cam)
+    pred = _preset_boxes(cam, taus, protocol)  # (T, 4)
+    inter, area_p, area_g = _overlaps(pred, gt_boxes)  # (T, n)
+    ious = _safe_ratio(inter, area_p + area_g - inter)
+    best = ious.argmax(axis=1)  # first GT reaching the maximum IoU
+    rows = np.arange(len(taus))
+    iou = ious[rows, best]
+    iog = _safe_ratio(inter, area_g)
+    iob = _safe_ratio(inter[rows, best], area_p[rows, best])
+
+    top1_cls = bool(labels[0] == gt_label)
+    top5_cls = bool((labels[:num_topk] == gt_label).any())
+    strict = iou > iou_threshold
+    known = iou >= iou_threshold if protocol == 'tscam' else strict
+
+    flags = np.zeros((len(taus), len(_LOC_KEYS)), dtype=bool)
+    col = {k: j for j, k in enumerate(_LOC_KEYS)}
+    flags[:, col['top1_cls']] = top1_cls
+    flags[:, col['top5_cls']] = top5_cls
+    flags[:, col['gt_known_loc']] = known
+    flags[:, col['top1_loc']] = top1_cls & strict
+    flags[:, col['top5_loc']] = top5_cls & strict
+    # Top-1 failure breakdown, first matching category wins.
+    undecided = np.ones(len(taus), dtype=bool)
+    multi = (len(gt_boxes) > 1) & ((iog > 0.3).sum(axis=1) > 1)
+    for key, cond in (
+        ('top1_cls_wrong', np.full(len(taus), not top1_cls)),
+        ('top1_right', strict),
+        ('top1_multi_instance', multi),
+        ('top1_part', iob > 0.5),
+        ('top1_more', iog[rows, best] >= 0.7),
+        ('top1_wrong', np.ones(len(taus), dtype=bool)),
+    ):
+        flags[:, col[key]] = undecided & cond
+        undecided &= ~cond
+    return flags
+
+
+def localization_accuracy(
+    cams_top5: np.ndarray,
+    top5_labels: np.ndarray,
+    gt_labels: np.ndarray,
+    gt_boxes: Sequence[np.ndarray],
+    cam_threshold: float | Sequence[float],
+    *,
+    protocol: str = 'tscam',
+    iou_threshold: float = 0.5,
+    num_topk: int = 5,
+) -> dict:
+    """Top-1/Top-5/GT-known Loc of TS-CAM and WGOL/SPA (§3.6).
+
+    Per image only the ground-truth class map (the first column whose label
+    equals the GT) becomes a box, so Loc@K = [GT in the first K columns] and
+    [IoU > ``iou_threshold``], which equals the originals' loop over the
+    top-5 boxes. ``tscam``: :func:`normalize_cam` (idempotent), largest
+    contour of u > int(tau max u), unclipped, empty [0, 0, 1, 1],
+    GT-known with IoU >= threshold. ``spa``: no normalisation, one box
+    around v >= tau, empty [0, 0, 0, 0], GT-known with IoU > threshold.
+    IoU is the maximum over the GT boxes (+1 convention).
+
+    Args:
+        cams_top5 (np.ndarray): (N, K, H, W) float maps in the evaluated
+            frame for the classes of ``top5_labels``.
+        top5_labels (np.ndarray): (N, K) int classes, the first
+            ``num_topk`` being the ranked predictions.
+        gt_labels (np.ndarray): (N,) int ground-truth classes.
+        gt_boxes (Sequence[np.ndarray]): N arrays (n_i, 4), n_i >= 1,
+            inclusive boxes in the maps' frame.
+        cam_threshold (float | Sequence[float]): tau in [0, 1] or a list.
+        protocol (str): ``'tscam'`` or ``'spa'`` (keyword-only).
+        iou_threshold (float): IoU level (keyword-only); changes the value,
+            never the strictness.
+        num_topk (int): Ranked columns, min(5, C) (keyword-only).
+
+    Returns:
+        dict: percent values ``'top1_cls'``, ``'top5_cls'``,
+        ``'gt_known_loc'``, ``'top1_loc'``, ``'top5_loc'`` and the top-1
+        breakdown ``'top1_right'``, ``'top1_cls_wrong'``,
+        ``'top1_multi_instance'``, ``'top1_part'``, ``'top1_more'``,
+        ``'top1_wrong'``; lists aligned with ``cam_threshold`` when it is a
+        sequence.
+
+    Raises:
+        TypeError: Torch tensors or non-floating maps.
+        ValueError: Shape or length mismatch, a GT label absent from its
+            row of ``top5_labels``, K < ``num_topk``, thresholds outside
+            [0, 1], an image without GT box, or non-finite maps.
+    """
+    if protocol not in _LOC_PROTOCOLS:
+        raise ValueError(
+            f"protocol must be 'tscam' or 'spa', got {protocol!r}"
+        )
+    for value, name in (
+        (cams_top5, 'cams_top5'),
+        (top5_labels, 'top5_labels'),
+    ):
+        _reject_torch(value, name)
+    maps = np.asarray(cams_top5)
+    if maps.dtype.kind != 'f':
+        raise TypeError(
+            f'cams_top5 must be a floating array, got {maps.dtype}'
+        )
+    if maps.dtype == np.float16:
+        maps = maps.astype(np.float32)
+    if maps.ndim != 4:
+        raise ValueError(f'cams_top5 must be (N, K, H, W), got {maps.shape}')
+    labels = np.asarray(top5_labels)
+    gts = np.asarray(gt_labels).reshape(-1)
+    n, k = maps.shape[:2]
+    if labels.shape != (n, k):
+        raise ValueError(
+            f'top5_labels shape {labels.shape} != (N, K) = {(n, k)}'
+        )
+    if labels.dtype.kind not in 'iu' or gts.dtype.kind not in 'iu':
+        raise TypeError('top5_labels and gt_labels must be integer arrays')
+    if len(gts) != n or len(gt_boxes) != n:
+        raise ValueError(
+            f'{n} images in cams_top5 but {len(gts)} gt_labels and '
+            f'{len(gt_boxes)} gt_boxes entries'
+        )
+    if n == 0:
+        raise ValueError('no images to evaluate')
+    if not 1 <= int(num_topk) <= k:
+        raise ValueError(f'num_topk = {num_topk} must lie in [1, K = {k}]')
+    taus, is_seq = _check_loc_thresholds(cam_threshold)
+    flags = np.zeros((len(taus), len(_LOC_KEYS)), dtype=np.int64)
+    for i in range(n):
+        boxes = _check_boxes(gt_boxes[i], f'gt_boxes[{i}]')
+        if len(boxes) == 0:
+            raise ValueError(f'gt_boxes[{i}] has no box')
+        flags += _loc_flags(
+            maps[i],
+            labels[i],
+            int(gts[i]),
+            boxes,
+            taus,
+            protocol,
+            float(iou_threshold),
+            int(num_topk),
+            name=f'image {i}',
+        )
+    values = flags * 100.0 / n
+    return {
+        key: (values[:, j].tolist() if is_seq else float(values[0, j]))
+        for j, key in enumerate(_LOC_KEYS)
     }

@@ -775,4 +775,5 @@ def test_public_api():
         'cam_to_boxes',
         'max_box_acc',
         'pxap',
+        'localization_accuracy',
     ]

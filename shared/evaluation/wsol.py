@@ -824,8 +824,19 @@ def _check_loc_thresholds(cam_threshold) -> tuple[np.ndarray, bool]:
     return taus, is_seq
 
 
+def _gt_column(labels: np.ndarray, gt_label: int, name: str) -> int:
+    """Index of the first entry of ``labels`` equal to ``gt_label``."""
+    hits = np.flatnonzero(np.asarray(labels) == gt_label)
+    if len(hits) == 0:
+        raise ValueError(
+            f'{name}: ground-truth class {gt_label} is absent from its '
+            f'labels {np.asarray(labels).tolist()}'
+        )
+    return int(hits[0])
+
+
 def _loc_flags(
-    maps: np.ndarray,
+    cam: np.ndarray,
     labels: np.ndarray,
     gt_label: int,
     gt_boxes: np.ndarray,
@@ -837,11 +848,9 @@ def _loc_flags(
 ) -> np.ndarray:
     """Per-image success flags of :func:`localization_accuracy`.
 
-    Only the map of the ground-truth class (the first column of
-    ``labels`` equal to ``gt_label``) is turned into a box.
-
     Args:
-        maps (np.ndarray): (K, H, W) maps in the evaluated frame.
+        cam (np.ndarray): (H, W) map of the ground-truth class in the
+            evaluated frame (the only map turned into a box).
         labels (np.ndarray): (K,) class of each map, ranked predictions
             first.
         gt_label (int): Ground-truth class.
@@ -856,13 +865,6 @@ def _loc_flags(
         np.ndarray: bool (T, len(_LOC_KEYS)) flags, columns in
         ``_LOC_KEYS`` order.
     """
-    hits = np.flatnonzero(labels == gt_label)
-    if len(hits) == 0:
-        raise ValueError(
-            f'{name}: ground-truth class {gt_label} is absent from its '
-            f'labels {labels.tolist()}'
-        )
-    cam = maps[hits[0]]
     if not np.isfinite(cam).all():
         raise ValueError(f'{name}: the ground-truth class map has NaN or inf')
     if protocol == 'tscam':
@@ -996,8 +998,9 @@ def localization_accuracy(
         boxes = _check_boxes(gt_boxes[i], f'gt_boxes[{i}]')
         if len(boxes) == 0:
             raise ValueError(f'gt_boxes[{i}] has no box')
+        column = _gt_column(labels[i], int(gts[i]), f'image {i}')
         flags += _loc_flags(
-            maps[i],
+            maps[i, column],
             labels[i],
             int(gts[i]),
             boxes,

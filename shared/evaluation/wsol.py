@@ -260,8 +260,10 @@ class _Sweep:
         # wsoleval: u = uint8(255 * v) in the map's own dtype (truncation).
         self.u = (cam * 255).astype(np.uint8)
         self.height, self.width = self.u.shape
-        hist = np.bincount(self.u.ravel(), minlength=256)
-        present = np.flatnonzero(hist)
+        # cv2.calcHist is ~4x faster than np.bincount here; its float32
+        # counts are exact below 2**24 pixels and only tested against 0.
+        hist = cv2.calcHist([self.u], [0], None, [256], [0, 256])
+        present = np.flatnonzero(hist.ravel())
         max_u = int(present[-1])
         # T = int(tau * max u) in float64; foreground u > T = {u >= L(T)}.
         cuts = (taus * float(max_u)).astype(np.int64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from shared.evaluation.wsol import localization_accuracy
 from tests.reference.loc_accuracy import reference_loc_accuracy
@@ -159,7 +160,6 @@ def test_errors():
     with pytest.raises(ValueError, match='protocol'):
         localization_accuracy(cams, labels, np.array([1]), boxes, 0.5,
                               protocol='wsoleval', num_topk=1)  # fmt: skip
-    import torch
     with pytest.raises(TypeError, match='numpy'):
         localization_accuracy(torch.zeros(1, 2, 8, 8), labels, np.array([1]),
                               boxes, 0.5, num_topk=1)  # fmt: skip

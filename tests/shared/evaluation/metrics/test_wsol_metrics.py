@@ -95,7 +95,7 @@ def test_registered():
         assert METRICS.get(name) is not None
 
 
-@pytest.mark.parametrize('backend', ['cv2'])
+@pytest.mark.parametrize('backend', ['cv2', 'tree'])
 def test_max_box_acc_metric_equals_functional(backend):
     samples = make_samples(24)
     metric = MaxBoxAccMetric(

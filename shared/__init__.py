@@ -5,4 +5,4 @@ Importing ``shared`` registers its modules into the registries of
 ``cupy`` at import time.
 """
 
-from . import datasets, evaluation, ops, visualization  # noqa: F401
+from . import datasets, evaluation, models, ops, visualization  # noqa: F401

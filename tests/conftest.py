@@ -152,4 +152,22 @@ def synthetic_root(tmp_path_factory) -> Path:
             '0',
         ]
     )
+    # The WSOL demo config reads <DATA_ROOT>/demo/CUB_200_2011.
+    run_tool(
+        [
+            'tools/dataset_converters/make_synthetic.py',
+            '--format',
+            'cub',
+            '--out',
+            str(root / 'demo'),
+            '--num-classes',
+            '4',
+            '--per-class',
+            '4',
+            '--size',
+            '64',
+            '--seed',
+            '0',
+        ]
+    )
     return root

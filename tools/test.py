@@ -120,15 +120,19 @@ def setup_visualization(cfg, args) -> None:
         and _model_returns_loc_maps(cfg)
     ):
         hooks = list(cfg.get('custom_hooks') or [])
+        # A configured hook keeps its preset, cam_threshold, map_key, ...
+        configured = [
+            h for h in hooks if h.get('type') == 'CAMVisualizationHook'
+        ]
         hooks = [h for h in hooks if h.get('type') != 'CAMVisualizationHook']
-        hooks.append(
-            dict(
-                type='CAMVisualizationHook',
-                draw_all=True,
-                out_dir=args.show_dir,
-                interval=args.interval,
-            )
+        hook = dict(configured[-1]) if configured else {}
+        hook.update(
+            type='CAMVisualizationHook',
+            draw_all=True,
+            out_dir=args.show_dir,
+            interval=args.interval,
         )
+        hooks.append(hook)
         cfg.custom_hooks = hooks
         return
     hooks = cfg.get('default_hooks') or {}

@@ -591,7 +591,7 @@ def pxap(
     Raises:
         TypeError: Torch tensors or unsupported dtypes.
         ValueError: Shape mismatch, maps with NaN or outside [0, 1], masks
-            not 0/1, no non-ignored pixel, or no positive pixel.
+            not 0/1, or no positive pixel (then every pixel may be ignored).
     """
     interval = _check_interval(cam_curve_interval)
     cam = _check_stack(cams, 'cams', 'f')
@@ -601,7 +601,8 @@ def pxap(
     if mask.shape != cam.shape:
         raise ValueError(f'masks shape {mask.shape} != cams shape {cam.shape}')
     # NaN fails both comparisons; _check_cam words the first bad map's error.
-    bad = ~((cam >= 0) & (cam <= 1)).all(axis=(1, 2))
+    lo, hi = cam.min(axis=(1, 2)), cam.max(axis=(1, 2))
+    bad = ~((lo >= 0) & (hi <= 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         _check_cam(cam[i], f'cams[{i}]')
@@ -610,30 +611,29 @@ def pxap(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f'masks[{i}] has values other than 0 and 1')
-    mask = mask.astype(bool)
+    positive = mask.astype(bool)
     if ignore_masks is None:
-        keep = np.ones_like(mask)
+        negative = ~positive
     else:
         ignore = _check_stack(ignore_masks, 'ignore_masks', 'biuf')
         if ignore.shape != cam.shape:
             raise ValueError(
                 f'ignore_masks shape {ignore.shape} != cams shape {cam.shape}'
             )
-        keep = ~(ignore.astype(bool) & ~mask)
-    if not keep.any():
-        raise ValueError('no non-ignored pixel in the evaluated set')
-    if not mask.any():
+        negative = ~(positive | ignore.astype(bool))
+    if not positive.any():
         raise ValueError('no positive ground-truth pixel in the evaluated set')
 
     edges = np.append(np.arange(0, 1, interval), [1.0, 2.0, 3.0])
     num_bins = len(edges) - 1
-    pos_hist = np.zeros(num_bins, dtype=np.float64)
-    neg_hist = np.zeros(num_bins, dtype=np.float64)
-    positive = mask & keep
-    negative = ~mask & keep
+    pos_hist = np.zeros(num_bins, dtype=np.int64)
+    neg_hist = np.zeros(num_bins, dtype=np.int64)
     for i in range(len(cam)):
         pos_hist += _sorted_hist(cam[i][positive[i]], edges)
         neg_hist += _sorted_hist(cam[i][negative[i]], edges)
+    return _pr_summary(
+        pos_hist.astype(np.float64), neg_hist.astype(np.float64), edges
+    )
     return _pr_summary(pos_hist, neg_hist, edges)
 
 

@@ -90,8 +90,15 @@ def _check_boxes(value, name: str) -> np.ndarray:
     return boxes
 
 
-def _iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """Unchecked inclusive IoU of float64/int ``(N, 4)`` x ``(M, 4)``."""
+def _overlaps(
+    boxes1: np.ndarray, boxes2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection and both areas of (N, 4) x (M, 4) inclusive boxes.
+
+    Returns:
+        tuple: float64 (N, M) intersection, area of boxes1 and area of
+        boxes2 (broadcast to (N, M)), in pixels (+1 convention).
+    """
     b1 = boxes1.astype(np.float64, copy=False)[:, None, :]
     b2 = boxes2.astype(np.float64, copy=False)[None, :, :]
     inter_w = np.maximum(
@@ -109,11 +116,24 @@ def _iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     inter = inter_w * inter_h
     area1 = (b1[..., 2] - b1[..., 0] + 1) * (b1[..., 3] - b1[..., 1] + 1)
     area2 = (b2[..., 2] - b2[..., 0] + 1) * (b2[..., 3] - b2[..., 1] + 1)
-    denom = area1 + area2 - inter
-    degenerate = denom <= 0
-    denom = np.where(degenerate, 1.0, denom)
-    inter = np.where(degenerate, 0.0, inter)
-    return inter / denom
+    return (
+        inter,
+        np.broadcast_to(area1, inter.shape),
+        np.broadcast_to(area2, inter.shape),
+    )
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den <= 0 (the IoU rule of §3.1)."""
+    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """Unchecked inclusive IoU of float64/int ``(N, 4)`` x ``(M, 4)``."""
+    inter, area1, area2 = _overlaps(boxes1, boxes2)
+    return _safe_ratio(inter, area1 + area2 - inter)
 
 
 def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
@@ -535,7 +555,28 @@ def max_box_acc(
 
     cut = np.array([d / 100 for d in deltas], dtype=np.float64)
     num_correct = (ious[None, :, :] >= cut[:, None, None]).sum(axis=1)
-    curves = num_correct * 100.0 / float(len(maps))
+    return _box_acc_summary(num_correct, len(maps), deltas, taus)
+
+
+def _box_acc_summary(
+    num_correct: np.ndarray,
+    num_images: int,
+    deltas: Sequence[float],
+    taus: np.ndarray,
+) -> dict:
+    """The result dict of :func:`max_box_acc` from success counts.
+
+    Args:
+        num_correct (np.ndarray): int (L, T) images with IoU >= d at tau.
+        num_images (int): Evaluated images.
+        deltas (Sequence[float]): The L IoU levels, percent (key names).
+        taus (np.ndarray): The T thresholds.
+
+    Returns:
+        dict: ``'MaxBoxAccV2'``, ``'MaxBoxAcc@{d}'``,
+        ``'best_threshold@{d}'`` (first argmax) and ``'box_acc_curves'``.
+    """
+    curves = num_correct * 100.0 / float(num_images)
     result: dict = {}
     best = curves.max(axis=1)
     for k, d in enumerate(deltas):
@@ -774,39 +815,6 @@ def _preset_boxes(
             f"preset must be 'wsoleval', 'tscam' or 'spa', got {preset!r}"
         )
     return boxes
-
-
-def _overlaps(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Intersection, predicted area and GT area, +1 convention, (T, n)."""
-    p = pred.astype(np.float64)[:, None, :]
-    g = gt.astype(np.float64)[None, :, :]
-    iw = np.maximum(
-        np.minimum(p[..., 2], g[..., 2])
-        - np.maximum(p[..., 0], g[..., 0])
-        + 1,
-        0,
-    )
-    ih = np.maximum(
-        np.minimum(p[..., 3], g[..., 3])
-        - np.maximum(p[..., 1], g[..., 1])
-        + 1,
-        0,
-    )
-    inter = iw * ih
-    area_p = (p[..., 2] - p[..., 0] + 1) * (p[..., 3] - p[..., 1] + 1)
-    area_g = (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1)
-    return (
-        inter,
-        np.broadcast_to(area_p, inter.shape),
-        np.broadcast_to(area_g, inter.shape),
-    )
-
-
-def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, 0 where den <= 0 (the IoU rule of §3.1)."""
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
 
 
 def _check_loc_thresholds(cam_threshold) -> tuple[np.ndarray, bool]:

@@ -153,6 +153,8 @@ def _combine_box_results(parts: list[tuple[int, dict]], deltas, taus):
     integers and the merged curve is computed with the same expression
     (count * 100.0 / N) as a single call would.
     """
+    from shared.evaluation.wsol import _box_acc_summary
+
     if len(parts) == 1:
         return parts[0][1]
     total = sum(n for n, _ in parts)
@@ -160,15 +162,7 @@ def _combine_box_results(parts: list[tuple[int, dict]], deltas, taus):
         np.rint(r['box_acc_curves'] * n / 100.0).astype(np.int64)
         for n, r in parts
     )
-    curves = counts * 100.0 / float(total)
-    best = curves.max(axis=1)
-    result: dict = {}
-    for k, d in enumerate(deltas):
-        result[f'MaxBoxAcc@{d}'] = float(best[k])
-        result[f'best_threshold@{d}'] = float(taus[int(np.argmax(curves[k]))])
-    result['MaxBoxAccV2'] = float(np.mean(best))
-    result['box_acc_curves'] = curves
-    return result
+    return _box_acc_summary(counts, total, deltas, taus)
 
 
 def evaluate(

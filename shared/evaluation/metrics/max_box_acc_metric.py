@@ -14,7 +14,7 @@ from mmengine.logging import print_log
 from shared.registry import METRICS
 
 from ..protocols import get_preset
-from ..wsol import _check_interval, _image_ious
+from ..wsol import _box_acc_summary, _check_interval, _image_ious
 from .loc_base import BaseLocMetric
 
 __all__ = ['MaxBoxAccMetric']
@@ -182,16 +182,14 @@ class MaxBoxAccMetric(BaseLocMetric):
         for r in records:
             bits = np.unpackbits(r['flags'], count=num_rows * num_t)
             counts += bits.reshape(num_rows, num_t)
-        curves = counts * 100.0 / len(records)
         num_d = len(self.deltas)
-        best = curves[:num_d].max(axis=1)
-        metrics: dict = {'MaxBoxAccV2': float(best.mean())}
-        for k, d in enumerate(self.deltas):
-            name = f'{d:g}'
-            metrics[f'MaxBoxAcc@{name}'] = float(best[k])
-            metrics[f'best_threshold@{name}'] = float(
-                self.taus[int(np.argmax(curves[k]))]
-            )
+        names = [f'{d:g}' for d in self.deltas]
+        summary = _box_acc_summary(
+            counts[:num_d], len(records), names, self.taus
+        )
+        summary.pop('box_acc_curves')
+        metrics: dict = {'MaxBoxAccV2': summary.pop('MaxBoxAccV2'), **summary}
+        curves = counts * 100.0 / len(records)
         row = num_d
         if self.report_v1:
             metrics['MaxBoxAccV1'] = float(curves[row].max())

@@ -770,16 +770,21 @@ def _union_boxes(cam: np.ndarray, taus: np.ndarray) -> np.ndarray:
         np.ndarray: int64 (T, 4) inclusive boxes [xmin, ymin, xmax, ymax];
         [0, 0, 0, 0] where nothing reaches tau.
     """
+    if cam.dtype == np.float16:
+        cam = cam.astype(np.float32)
+    # v >= tau is evaluated in the map's dtype, as WGOL's float32 maps
+    # compared with a Python float under numpy 1.x (tau is cast first).
+    t = taus.astype(cam.dtype)
     boxes = np.zeros((len(taus), 4), dtype=np.int64)
     for axis, (lo, hi) in ((0, (0, 2)), (1, (1, 3))):
-        line_max = cam.max(axis=axis).astype(np.float64)
+        line_max = cam.max(axis=axis)
         n = len(line_max)
         head = np.maximum.accumulate(line_max)
         tail = np.maximum.accumulate(line_max[::-1])
         # head[i] >= tau first at i = first; tail likewise from the end.
-        boxes[:, lo] = np.searchsorted(head, taus, side='left')
-        boxes[:, hi] = n - 1 - np.searchsorted(tail, taus, side='left')
-    empty = taus > float(cam.max())
+        boxes[:, lo] = np.searchsorted(head, t, side='left')
+        boxes[:, hi] = n - 1 - np.searchsorted(tail, t, side='left')
+    empty = t > cam.max()
     boxes[empty] = 0
     return boxes
 
@@ -974,8 +979,13 @@ def localization_accuracy(
     for value, name in (
         (cams_top5, 'cams_top5'),
         (top5_labels, 'top5_labels'),
+        (gt_labels, 'gt_labels'),
     ):
         _reject_torch(value, name)
+    if not 0 < float(iou_threshold) <= 1:
+        raise ValueError(
+            f'iou_threshold must lie in (0, 1], got {iou_threshold!r}'
+        )
     maps = np.asarray(cams_top5)
     if maps.dtype.kind != 'f':
         raise TypeError(

@@ -2,11 +2,12 @@
 
 from .cam_hook import CAMVisualizationHook
 from .layer_maps import draw_layer_maps
-from .overlay import denormalize, overlay_cam
+from .overlay import denormalize, overlay_cam, read_frame_image
 
 __all__ = [
     'CAMVisualizationHook',
     'denormalize',
     'draw_layer_maps',
     'overlay_cam',
+    'read_frame_image',
 ]

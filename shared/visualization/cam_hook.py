@@ -21,7 +21,7 @@ from shared.evaluation.protocols import PRESETS, preset_boxes, resize_cam
 from shared.evaluation.wsol import box_iou
 from shared.registry import HOOKS
 
-from .overlay import overlay_cam
+from .overlay import overlay_cam, read_frame_image
 
 __all__ = ['CAMVisualizationHook']
 
@@ -245,19 +245,13 @@ class CAMVisualizationHook(Hook):
         return native
 
     def _image(self, sample, height: int, width: int) -> np.ndarray:
-        path = self._require(sample, 'img_path')
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise self._error(sample, f'cannot read the image {path}')
+        self._require(sample, 'img_path')
+        try:
+            image = read_frame_image(sample)
+        except ValueError as err:
+            raise self._error(sample, str(err)) from None
         if image.shape[:2] != (height, width):
-            image = cv2.resize(
-                image, (width, height), interpolation=cv2.INTER_LINEAR
-            )
-        if _get(sample, 'flip') and _get(sample, 'flip_direction') in (
-            None,
-            'horizontal',
-        ):
-            image = cv2.flip(image, 1)
+            image = cv2.resize(image, (width, height))
         return image
 
     def draw(self, sample, threshold: float | None) -> np.ndarray:

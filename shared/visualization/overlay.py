@@ -23,6 +23,7 @@ __all__ = [
     'TEXT_COLOR',
     'denormalize',
     'overlay_cam',
+    'read_frame_image',
 ]
 
 #: BGR colour of ground-truth boxes (red).
@@ -227,15 +228,16 @@ def denormalize(
     mean: Sequence[float],
     std: Sequence[float],
     to_bgr: bool = True,
+    *,
+    pixel_scale: float = 1.0,
 ) -> np.ndarray:
     """Undo ``(x - mean) / std`` of a network input: ``x * std + mean``.
 
-    TS-CAM's dumps swap mean and std; this is the correct inverse. When
-    every ``mean`` and ``std`` value is <= 1 the input is taken to be on the
-    [0, 1] pixel scale (torchvision ``ToTensor`` + ``Normalize``) and the
-    result is multiplied by 255; otherwise the scale is [0, 255]
-    (mmpretrain's ``data_preprocessor``). The result is rounded and clipped
-    to uint8. Overlays should rather re-read the original image.
+    TS-CAM's dumps swap mean and std; this is the correct inverse. The
+    result is multiplied by ``pixel_scale`` (255 for inputs on the [0, 1]
+    scale of torchvision ``ToTensor`` + ``Normalize``; 1 for mmpretrain's
+    ``data_preprocessor``, which works on 0..255), rounded and clipped to
+    uint8. Overlays should rather re-read the original image.
 
     Args:
         tensor (torch.Tensor | np.ndarray): (C, H, W) or (N, C, H, W)
@@ -246,6 +248,8 @@ def denormalize(
         std (Sequence[float]): C per-channel standard deviations (or one).
         to_bgr (bool): Reverse the channel order (RGB -> BGR for OpenCV);
             needs C = 3.
+        pixel_scale (float): Factor from the un-normalised values to 0..255
+            (keyword-only).
 
     Returns:
         np.ndarray: uint8 (H, W, C) or (N, H, W, C) image(s).
@@ -275,9 +279,66 @@ def denormalize(
         raise ValueError(f'to_bgr needs 3 channels, got {channels}')
     shape = (channels, 1, 1)
     out = arr * std_arr.reshape(shape) + mean_arr.reshape(shape)
-    if np.abs(mean_arr).max() <= 1 and np.abs(std_arr).max() <= 1:
-        out = out * 255.0
+    if pixel_scale != 1:
+        out = out * float(pixel_scale)
     out = np.moveaxis(out, -3, -1)  # channel-last
     if to_bgr:
         out = out[..., ::-1]
     return np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+
+
+_FLIP_CODES = {'horizontal': 1, 'vertical': 0, 'diagonal': -1}
+
+
+def read_frame_image(sample) -> np.ndarray:
+    """Re-read a sample's original image and bring it to its input frame.
+
+    Replays the geometric metainfo of the test pipeline on the original
+    pixels: a resize to ``ori_shape`` x ``scale_factor``, the
+    ``crop_bbox`` window when the pipeline cropped (then resized to
+    ``img_shape`` if the crop was resized afterwards), and the flip of
+    ``flip``/``flip_direction``. Without ``crop_bbox`` the image is
+    resized straight to ``img_shape``.
+
+    Args:
+        sample (DataSample | dict): Needs ``img_path`` and ``img_shape``;
+            reads ``ori_shape``, ``scale_factor``, ``crop_bbox``, ``flip``
+            and ``flip_direction`` when present.
+
+    Returns:
+        np.ndarray: uint8 (H, W, 3) BGR image of shape ``img_shape``.
+
+    Raises:
+        ValueError: Missing ``img_path``/``img_shape``, an unreadable
+            image, or an unknown flip direction.
+    """
+    path = sample.get('img_path', None)
+    shape = sample.get('img_shape', None)
+    if path is None or shape is None:
+        raise ValueError('the sample needs img_path and img_shape')
+    height, width = int(shape[0]), int(shape[1])
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f'cannot read the image {path}')
+    crop = sample.get('crop_bbox', None)
+    if crop is not None:
+        ori_h, ori_w = image.shape[:2]
+        sx, sy = sample.get('scale_factor', None) or (1.0, 1.0)
+        pre = (round(ori_w * float(sx)), round(ori_h * float(sy)))
+        if pre != (ori_w, ori_h):
+            image = cv2.resize(image, pre, interpolation=cv2.INTER_LINEAR)
+        x0, y0, x1, y1 = (int(v) for v in crop)
+        image = image[max(y0, 0) : y1, max(x0, 0) : x1]
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(
+            image, (width, height), interpolation=cv2.INTER_LINEAR
+        )
+    if sample.get('flip', False):
+        direction = sample.get('flip_direction', None) or 'horizontal'
+        if direction not in _FLIP_CODES:
+            raise ValueError(
+                f'unknown flip_direction {direction!r} of {path}; expected '
+                f'one of {sorted(_FLIP_CODES)}'
+            )
+        image = cv2.flip(image, _FLIP_CODES[direction])
+    return np.ascontiguousarray(image)

@@ -213,7 +213,12 @@ def evaluate(
     """
     from shared.datasets import WSOLMetaDataset
     from shared.evaluation.gt_boxes import protocol_gt_boxes
-    from shared.evaluation.wsol import max_box_acc, pxap
+    from shared.evaluation.wsol import (
+        _check_interval,
+        _pr_summary,
+        _sorted_hist,
+        max_box_acc,
+    )
 
     if dataset_name not in DATASET_NAMES:
         raise EvalError(
@@ -240,19 +245,35 @@ def evaluate(
     size = int(eval_size)
 
     if masks:
-        cams = np.empty((num, size, size), dtype=np.float64)
-        fg = np.empty((num, size, size), dtype=bool)
-        ignore = np.empty((num, size, size), dtype=bool)
+        # Per-image histograms, pooled as pxap() pools them: memory stays
+        # O(bins) on the 29.8k-image OpenImages train split.
+        interval = _check_interval(cam_curve_interval)
+        edges = np.append(np.arange(0, 1, interval), [1.0, 2.0, 3.0])
+        pos = np.zeros(len(edges) - 1, dtype=np.int64)
+        neg = np.zeros(len(edges) - 1, dtype=np.int64)
         for i in range(num):
             info = dataset.get_data_info(i)
             cam = _load_map(scoremap_root, info)
             path = osp.join(scoremap_root, f'{info["img_id"]}.npy')
-            cams[i] = _frame_map(cam, path, size, preset)
-            fg[i], ignore[i] = _masks(info, size)
-        result = pxap(cams, fg, ignore, cam_curve_interval)
+            frame = _frame_map(cam, path, size, preset)
+            fg, ignore = _masks(info, size)
+            pos += _sorted_hist(frame[fg], edges)
+            neg += _sorted_hist(frame[~fg & ~ignore], edges)
+        if pos.sum() == 0:
+            raise EvalError(
+                f'no positive ground-truth pixel in the {num} masks of '
+                f'{split_root}'
+            )
+        result = _pr_summary(
+            pos.astype(np.float64), neg.astype(np.float64), edges
+        )
         result = {k: float(v) for k, v in result.items()}
     else:
-        deltas = list(iou_threshold_list)
+        # 30.0 -> 30: key names as the CLI and the metric write them.
+        deltas = [
+            int(d) if float(d).is_integer() else float(d)
+            for d in iou_threshold_list
+        ]
         parts = []
         for start in range(0, num, CHUNK):
             cams, gts = [], []

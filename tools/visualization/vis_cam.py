@@ -316,21 +316,6 @@ def _gt_boxes(
     return boxes if len(boxes) else None
 
 
-def _read_image(path: str, height: int, width: int, flip: bool) -> np.ndarray:
-    """The original image (BGR) in the evaluated frame, mirrored if the
-    pipeline flipped it."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f'cannot read the image {path}')
-    if image.shape[:2] != (height, width):
-        image = cv2.resize(
-            image, (width, height), interpolation=cv2.INTER_LINEAR
-        )
-    if flip:
-        image = cv2.flip(image, 1)
-    return image
-
-
 def _class_name(classes, label) -> str:
     """Class name of an index (the index itself without names)."""
     if label is None or label == '':
@@ -380,7 +365,7 @@ def visualize(
     """Draw every (sample, class) overlay; return the summary rows."""
     from shared.evaluation.protocols import preset_boxes, resize_cam
     from shared.evaluation.wsol import box_iou
-    from shared.visualization import overlay_cam
+    from shared.visualization import overlay_cam, read_frame_image
 
     model_type = type(model).__name__
     os.makedirs(args.out_dir, exist_ok=True)
@@ -420,9 +405,7 @@ def visualize(
         img_path = str(sample.get('img_path'))
         shape = sample.get('img_shape')
         height, width = int(shape[0]), int(shape[1])
-        image = _read_image(
-            img_path, height, width, bool(sample.get('flip', False))
-        )
+        image = read_frame_image(sample)
         gt_boxes = _gt_boxes(sample, (height, width), args.preset)
         stem = osp.splitext(osp.basename(img_path))[0]
         idx = int(sample.get('sample_idx', len(rows)))

@@ -90,9 +90,10 @@ class LocAccuracyMetric(BaseLocMetric):
             order of ``localization_accuracy``.
         """
         idx = self.sample_index(sample)
+        self._require(sample, 'pred_score')  # its width gives min(5, C)
         num_classes = self.num_classes(sample)
         maps, labels = self.maps_and_labels(sample)
-        num_topk = min(5, num_classes or len(labels))
+        num_topk = min(5, num_classes)
         if len(labels) < num_topk:
             raise self._error(
                 sample,

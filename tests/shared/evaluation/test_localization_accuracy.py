@@ -163,3 +163,28 @@ def test_errors():
     with pytest.raises(TypeError, match='numpy'):
         localization_accuracy(torch.zeros(1, 2, 8, 8), labels, np.array([1]),
                               boxes, 0.5, num_topk=1)  # fmt: skip
+
+
+def test_spa_compares_in_the_map_dtype():
+    # float32(0.35) < 0.35 in float64: WGOL's float32 test v >= tau keeps
+    # the plateau, a float64 comparison would lose it.
+    cam = np.zeros((1, 1, 20, 20), dtype=np.float32)
+    cam[0, 0, 5:10, 5:10] = np.float32(0.35)
+    boxes = [np.array([[5, 5, 9, 9]])]
+    labels, gts = np.array([[0]]), np.array([0])
+    out = localization_accuracy(
+        cam, labels, gts, boxes, [0.35], protocol='spa', num_topk=1
+    )
+    want = reference_loc_accuracy(cam, [[0]], [0], boxes, 0.35, 'spa', 1)
+    assert out['top1_loc'] == [100.0] == [want['top1_loc']]
+
+
+def test_rejects_torch_labels_and_percent_iou():
+    cams = np.zeros((1, 1, 8, 8), dtype=np.float32)
+    boxes = [np.array([[0, 0, 3, 3]])]
+    with pytest.raises(TypeError, match='gt_labels'):
+        localization_accuracy(cams, np.array([[0]]), torch.tensor([0]), boxes,
+                              0.5, num_topk=1)  # fmt: skip
+    with pytest.raises(ValueError, match='iou_threshold'):
+        localization_accuracy(cams, np.array([[0]]), np.array([0]), boxes,
+                              0.5, num_topk=1, iou_threshold=50)  # fmt: skip

@@ -194,7 +194,16 @@ def test_denormalize_unit_scale(image):
     tensor = (rgb - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(
         3, 1, 1
     )
-    np.testing.assert_array_equal(denormalize(tensor, mean, std), image)
+    np.testing.assert_array_equal(
+        denormalize(tensor, mean, std, pixel_scale=255), image
+    )
+
+
+def test_denormalize_identity_statistics_keep_the_scale(image):
+    """mean 0, std 1 (no normalisation) returns the pixels unchanged."""
+    tensor = torch.from_numpy(image[..., ::-1].copy()).permute(2, 0, 1)
+    out = denormalize(tensor.double(), (0, 0, 0), (1, 1, 1))
+    np.testing.assert_array_equal(out, image)
 
 
 def test_denormalize_is_not_the_swapped_formula(image):
@@ -223,3 +232,27 @@ def test_denormalize_single_channel_without_swap():
     gray = torch.full((1, 2, 2), 0.5)
     out = denormalize(gray, [100.0], [20.0], to_bgr=False)
     assert out.shape == (2, 2, 1) and (out == 110).all()
+
+
+def test_read_frame_image_replays_resize_crop_and_flip(tmp_path):
+    from shared.visualization import read_frame_image
+
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    path = str(tmp_path / 'img.png')
+    cv2.imwrite(path, original)
+    # Resize to 80 x 120 (scale 2), centre crop 64 x 64 at (28, 8), flip.
+    sample = dict(img_path=path, img_shape=(64, 64), ori_shape=(40, 60),
+                  scale_factor=(2.0, 2.0), crop_bbox=(28, 8, 92, 72),
+                  flip=True, flip_direction='vertical')  # fmt: skip
+    resized = cv2.resize(original, (120, 80), interpolation=cv2.INTER_LINEAR)
+    want = cv2.flip(resized[8:72, 28:92], 0)
+    np.testing.assert_array_equal(read_frame_image(sample), want)
+    plain = read_frame_image(dict(img_path=path, img_shape=(20, 30)))
+    np.testing.assert_array_equal(
+        plain, cv2.resize(original, (30, 20), interpolation=cv2.INTER_LINEAR)
+    )
+    with pytest.raises(ValueError, match='flip_direction'):
+        read_frame_image({**sample, 'flip_direction': 'sideways'})
+    with pytest.raises(ValueError, match='cannot read'):
+        read_frame_image({**sample, 'img_path': str(tmp_path / 'no.png')})

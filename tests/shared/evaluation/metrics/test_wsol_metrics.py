@@ -281,6 +281,8 @@ def test_errors_name_the_sample():
         run(LocAccuracyMetric(), loc_maps=maps)
     with pytest.raises(ValueError, match='no ground-truth box'):
         run(MaxBoxAccMetric(), ori_gt_bboxes=np.zeros((0, 4)))
+    with pytest.raises(ValueError, match="no 'pred_score'.*img_0.jpg"):
+        run(LocAccuracyMetric(), pred_score=None)
     with pytest.raises(ValueError, match="no 'gt_mask'"):
         run(PxAPMetric(), gt_mask=None)
 

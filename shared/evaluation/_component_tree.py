@@ -9,7 +9,7 @@ hole). This module computes those boxes for every distinct level of a
 quantised map without tracing any contour.
 
 Each level mask is labelled on its crop (the rows and columns whose maximum
-reaches the level, plus a one-pixel margin, as in ``_Sweep._crops``): the
+reaches the level, plus a one-pixel margin: ``wsol._level_crops``): the
 margin is background, so a background component touches the image border
 iff its bounding box touches the crop border.
 
@@ -26,26 +26,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .wsol import _level_crops
+
 __all__ = ['tree_level_boxes']
-
-
-def _level_crops(u: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """int64 (K, 4) crop [r0, r1, c0, c1) of the mask {u >= L} per level.
-
-    The rows/columns whose maximum reaches L plus a one-pixel margin,
-    clipped to the image.
-    """
-    out = np.empty((len(levels), 4), dtype=np.int64)
-    for axis, (lo, hi) in ((1, (0, 1)), (0, (2, 3))):
-        line_max = u.max(axis=axis)
-        n = len(line_max)
-        head = np.maximum.accumulate(line_max)
-        tail = np.maximum.accumulate(line_max[::-1])
-        first = np.searchsorted(head, levels, side='left')
-        last = n - 1 - np.searchsorted(tail, levels, side='left')
-        out[:, lo] = np.maximum(first - 1, 0)
-        out[:, hi] = np.minimum(last + 2, n)
-    return out
 
 
 def _label_type(height: int, width: int, connectivity: int) -> int:

@@ -265,6 +265,33 @@ def _check_thresholds(thresholds) -> np.ndarray:
     return taus
 
 
+def _level_crops(u: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """int64 (K, 4) crop [r0, r1, c0, c1) of each mask {u >= L}.
+
+    The rows/columns whose maximum reaches L, plus a one-pixel margin
+    (clipped to the image); found for all levels at once from the running
+    maxima of the row and column maxima.
+
+    Args:
+        u (np.ndarray): uint8 (H, W) quantised map.
+        levels (np.ndarray): int64 (K,) levels, each present in ``u``.
+
+    Returns:
+        np.ndarray: int64 (K, 4) half-open row and column ranges.
+    """
+    out = np.empty((len(levels), 4), dtype=np.int64)
+    for axis, (lo, hi) in ((1, (0, 1)), (0, (2, 3))):
+        line_max = u.max(axis=axis)
+        n = len(line_max)
+        head = np.maximum.accumulate(line_max)
+        tail = np.maximum.accumulate(line_max[::-1])
+        first = np.searchsorted(head, levels, side='left')
+        last = n - 1 - np.searchsorted(tail, levels, side='left')
+        out[:, lo] = np.maximum(first - 1, 0)
+        out[:, hi] = np.minimum(last + 2, n)
+    return out
+
+
 class _Sweep:
     """Distinct-mask threshold sweep of one quantised map (§4 items 1-3).
 
@@ -295,23 +322,8 @@ class _Sweep:
         self.tau_level[valid] = inv.reshape(-1)
 
     def _crops(self) -> np.ndarray:
-        """int64 (K, 4) crop [r0, r1, c0, c1) of every level (§4 item 2).
-
-        The rows/columns whose maximum reaches L, plus a one-pixel margin
-        (clipped to the image); found for all levels at once from the
-        running maxima of the row and column maxima.
-        """
-        out = np.empty((len(self.levels), 4), dtype=np.int64)
-        for axis, (lo, hi) in ((1, (0, 1)), (0, (2, 3))):
-            line_max = self.u.max(axis=axis)
-            n = len(line_max)
-            head = np.maximum.accumulate(line_max)
-            tail = np.maximum.accumulate(line_max[::-1])
-            first = np.searchsorted(head, self.levels, side='left')
-            last = n - 1 - np.searchsorted(tail, self.levels, side='left')
-            out[:, lo] = np.maximum(first - 1, 0)
-            out[:, hi] = np.minimum(last + 2, n)
-        return out
+        """int64 (K, 4) crop [r0, r1, c0, c1) of every level (§4 item 2)."""
+        return _level_crops(self.u, self.levels)
 
     def level_boxes(
         self, multi_contour: bool, clip: bool

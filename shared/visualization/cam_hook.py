@@ -244,15 +244,13 @@ class CAMVisualizationHook(Hook):
             )
         return native
 
-    def _image(self, sample, height: int, width: int) -> np.ndarray:
+    def _image(self, sample) -> np.ndarray:
+        """The original image in the sample's input frame (``img_shape``)."""
         self._require(sample, 'img_path')
         try:
-            image = read_frame_image(sample)
+            return read_frame_image(sample)
         except ValueError as err:
             raise self._error(sample, str(err)) from None
-        if image.shape[:2] != (height, width):
-            image = cv2.resize(image, (width, height))
-        return image
 
     def draw(self, sample, threshold: float | None) -> np.ndarray:
         """The uint8 BGR overlay of one output (DataSample or dict)."""
@@ -263,7 +261,7 @@ class CAMVisualizationHook(Hook):
             cam = resize_cam(native, (height, width), self.preset)
         except (TypeError, ValueError) as err:
             raise self._error(sample, f'{self.map_key}: {err}') from err
-        image = self._image(sample, height, width)
+        image = self._image(sample)
         pred = None
         if threshold is not None:
             pred = preset_boxes(cam, threshold, self.preset)

@@ -20,10 +20,9 @@ from torch import nn
 
 from shared.registry import MODELS
 
-__all__ = ['CAMClassifier']
+from .loc_outputs import pack_loc_samples
 
-#: Number of ranked predictions in ``loc_labels`` (at most; min(5, C)).
-LOC_TOPK = 5
+__all__ = ['CAMClassifier']
 
 
 @MODELS.register_module()
@@ -141,31 +140,15 @@ class CAMClassifier(ImageClassifier):
         Returns:
             list[DataSample]: The input samples (or new ones) with
             ``pred_score``, ``pred_label``, ``loc_labels``, ``loc_maps``.
+
+        Raises:
+            ValueError: A ``gt_label`` is outside [0, C).
+            FloatingPointError: NaN or inf in the logits or the CAMs.
         """
         logits, fmap = self.cam_forward(inputs)
-        scores = logits.float().softmax(dim=1)
-        topk = min(LOC_TOPK, self.num_classes)
-        ranking = torch.sort(
-            logits.detach(), dim=1, descending=True, stable=True
+        return pack_loc_samples(
+            logits,
+            data_samples,
+            lambda i, labels: self.class_activation_maps(fmap[i], labels),
+            type(self).__name__,
         )
-        ranked = ranking.indices[:, :topk]
-        if data_samples is None:
-            data_samples = [None] * logits.size(0)
-        outputs = []
-        for i, sample in enumerate(data_samples):
-            if sample is None:
-                sample = DataSample()
-            labels = ranked[i]
-            if 'gt_label' in sample:
-                gt = sample.gt_label.reshape(-1).to(labels.device)
-                labels = torch.cat([labels, gt.long()])
-            sample.set_pred_score(scores[i].detach())
-            sample.set_pred_label(ranked[i, :1])
-            sample.set_field(labels.long(), 'loc_labels', dtype=torch.Tensor)
-            sample.set_field(
-                self.class_activation_maps(fmap[i], labels).detach(),
-                'loc_maps',
-                dtype=torch.Tensor,
-            )
-            outputs.append(sample)
-        return outputs

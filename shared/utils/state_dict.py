@@ -1,0 +1,94 @@
+"""State-dict helpers for loading foreign weight files into our modules.
+
+Pretrained loaders and the model converters share them: unwrap the
+container formats (``{'model': …}``, ``{'state_dict': …}``), strip a
+``module.`` prefix, and compare a state dict with a module's, reporting
+every missing, unexpected and mis-shaped key at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+__all__ = [
+    'StateDictMismatchError',
+    'compare_state_dicts',
+    'unwrap_state_dict',
+]
+
+
+class StateDictMismatchError(ValueError):
+    """The keys or shapes of a weight file do not fit the model."""
+
+
+def unwrap_state_dict(
+    ckpt: Mapping,
+    containers: Sequence[str] = ('state_dict', 'model'),
+    prefix: str = 'module.',
+    name: str = 'checkpoint',
+) -> dict[str, torch.Tensor]:
+    """The tensor state dict inside a checkpoint, prefix stripped.
+
+    Args:
+        ckpt (Mapping): A loaded checkpoint: a state dict or a dict holding
+            one under one of ``containers``.
+        containers (Sequence[str]): Wrapper keys tried in order.
+        prefix (str): Removed from every key that starts with it (the
+            ``DataParallel``/DDP ``module.``).
+        name (str): File name for error messages.
+
+    Returns:
+        dict[str, torch.Tensor]: The tensors, in file order.
+
+    Raises:
+        TypeError: Not a mapping, or no tensors in it.
+    """
+    if not isinstance(ckpt, Mapping):
+        raise TypeError(f'{name}: expected a dict, got {type(ckpt).__name__}')
+    for key in containers:
+        if key in ckpt and isinstance(ckpt[key], Mapping):
+            ckpt = ckpt[key]
+            break
+    state = {
+        (k[len(prefix) :] if prefix and k.startswith(prefix) else k): v
+        for k, v in ckpt.items()
+        if isinstance(v, torch.Tensor)
+    }
+    if not state:
+        raise TypeError(
+            f'{name}: no tensors found (top-level keys: {sorted(ckpt)[:10]})'
+        )
+    return state
+
+
+def compare_state_dicts(
+    expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """Every difference between two state dicts, one line each.
+
+    Args:
+        expected: The module's own state dict.
+        given: The state dict to load.
+
+    Returns:
+        list[str]: ``missing KEY (shape)``, ``unexpected KEY (shape)`` and
+        ``shape mismatch KEY: model (…) vs file (…)`` lines; empty when the
+        keys and shapes agree.
+    """
+    lines = []
+    for key, value in expected.items():
+        if key not in given:
+            lines.append(f'missing {key} {tuple(value.shape)}')
+        elif tuple(given[key].shape) != tuple(value.shape):
+            lines.append(
+                f'shape mismatch {key}: model {tuple(value.shape)} vs file '
+                f'{tuple(given[key].shape)}'
+            )
+    lines += [
+        f'unexpected {key} {tuple(value.shape)}'
+        for key, value in given.items()
+        if key not in expected
+    ]
+    return lines

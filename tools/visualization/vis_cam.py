@@ -8,7 +8,12 @@ metrics' own code (:func:`~shared.evaluation.protocols.resize_cam`,
 :func:`~shared.evaluation.protocols.preset_boxes`) and drawn with
 :func:`~shared.visualization.overlay_cam` in the evaluated frame
 (``img_shape``). One image per (sample, class) and a ``summary.csv`` are
-written to ``--out-dir``.
+written to ``--out-dir``. Models with the optional ``extra_maps(inputs,
+data_samples, target=)`` method (TS-CAM: the class-token attention of every
+block, m*, the rollout, the semantic and coupled maps) also get one
+``*_layers.jpg`` tile sheet per (sample, class), drawn with
+:func:`~shared.visualization.draw_layer_maps` (``--no-extra-maps`` skips
+it).
 
 Examples::
 
@@ -54,6 +59,7 @@ SUMMARY_FIELDS = (
     'threshold',
     'iou',
     'overlay',
+    'layers',
 )
 
 
@@ -111,6 +117,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         '--batch-size', type=int, default=8, help='images per forward pass'
+    )
+    parser.add_argument(
+        '--no-extra-maps',
+        action='store_true',
+        help='skip the per-layer tiles of models with extra_maps() (e.g. '
+        "TS-CAM's attention of every block, rollout, semantic map)",
     )
     parser.add_argument(
         '--cfg-options',
@@ -274,6 +286,38 @@ def predict_with_labels(model, item: dict, labels: list[int]):
     return model(**data, mode='predict')[0]
 
 
+@torch.no_grad()
+def extra_maps_of(model, item: dict, label: int) -> dict[str, np.ndarray]:
+    """The model's ``extra_maps`` of one sample for class ``label``.
+
+    Returns:
+        dict[str, np.ndarray]: name -> float32 (h, w) raw map.
+    """
+    from mmengine.dataset import pseudo_collate
+
+    batch = pseudo_collate([item])
+    data = model.data_preprocessor(batch, False)
+    maps = model.extra_maps(
+        data['inputs'], data['data_samples'], target=[int(label)]
+    )
+    return {name: _to_numpy(value)[0] for name, value in maps.items()}
+
+
+def draw_extra_maps(
+    model, item: dict, label: int, image: np.ndarray, preset: str
+) -> np.ndarray:
+    """Tiles of every map of ``model.extra_maps`` over ``image`` (BGR)."""
+    from shared.visualization import draw_layer_maps
+
+    maps = extra_maps_of(model, item, label)
+    return draw_layer_maps(
+        image,
+        [m.astype(np.float32, copy=False) for m in maps.values()],
+        list(maps),
+        preset=preset,
+    )
+
+
 def _require(sample, key: str, model_type: str):
     """A field of a model output, or an error naming the model type."""
     value = sample.get(key, None)
@@ -368,6 +412,9 @@ def visualize(
     from shared.visualization import overlay_cam, read_frame_image
 
     model_type = type(model).__name__
+    with_layers = hasattr(model, 'extra_maps') and not getattr(
+        args, 'no_extra_maps', False
+    )
     os.makedirs(args.out_dir, exist_ok=True)
     rows = []
     noted = False
@@ -441,6 +488,13 @@ def visualize(
             path = osp.join(args.out_dir, name)
             if not cv2.imwrite(path, canvas):
                 raise OSError(f'cannot write {path}')
+            layers = ''
+            if with_layers:
+                layers = f'{idx:05d}_{stem}_class{label}_layers.jpg'
+                tiles = draw_extra_maps(model, item, label, image, args.preset)
+                layers_path = osp.join(args.out_dir, layers)
+                if not cv2.imwrite(layers_path, tiles):
+                    raise OSError(f'cannot write {layers_path}')
             rows.append(
                 dict(
                     image=img_path,
@@ -457,6 +511,7 @@ def visualize(
                     else args.cam_threshold,
                     iou=iou,
                     overlay=name,
+                    layers=layers,
                 )
             )
     return rows

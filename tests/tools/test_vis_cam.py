@@ -364,3 +364,71 @@ def test_command_line(checkpoint, tmp_path):
     )
     assert 'written to' in proc.output
     assert len(read_summary(tmp_path / 'cli')) == 2
+
+
+def test_extra_maps_tiles_for_tscam(tmp_path):
+    """A model with extra_maps() (TS-CAM) gets one tile sheet per overlay:
+    the attention of every block, m*, rollout, S_c and the coupled map,
+    each a tile of the drawn grid; --no-extra-maps skips them."""
+    import projects.tscam  # noqa: F401
+    from shared.visualization import draw_layer_maps, read_frame_image
+
+    cfg_path = str(
+        REPO_ROOT / 'configs/demo/tscam_deit-micro_1xb16-60e_synthetic-cub.py'
+    )
+    cfg = load_config(cfg_path)
+    torch.manual_seed(0)
+    model_cfg = cfg.model.copy()
+    model_cfg['data_preprocessor'] = cfg.data_preprocessor
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    ckpt = tmp_path / 'tscam.pth'
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    out = tmp_path / 'vis'
+    args = [cfg_path, str(ckpt), '--split', 'test', '--num', '2']
+    args += ['--out-dir', str(out), '--preset', 'tscam', '--target', 'gt']
+    args += ['--cam-threshold', '0.3', '--device', 'cpu']
+    assert vis_cam.main(args) == 0
+    rows = read_summary(out)
+    assert len(rows) == 2
+    model.eval()
+    items, _ = vis_cam.load_split(cfg, 'test', 2)
+    for row, item in zip(rows, items):
+        assert row['layers'] == row['overlay'].replace('.jpg', '_layers.jpg')
+        sheet = cv2.imread(str(out / row['layers']))
+        label = int(row['cam_label'])
+        maps = vis_cam.extra_maps_of(model, item, label)
+        assert list(maps) == [
+            'attn/layer_00',
+            'attn/layer_01',
+            'attn/aggregated',
+            'attn/rollout',
+            f'semantic/{label}',
+            f'tscam/{label}',
+        ]
+        # m* is the sum of the two blocks' rows; the coupled map m* x S_c.
+        np.testing.assert_allclose(
+            maps['attn/aggregated'],
+            maps['attn/layer_00'] + maps['attn/layer_01'],
+            rtol=1e-5,
+            atol=1e-7,
+        )
+        np.testing.assert_allclose(
+            maps[f'tscam/{label}'],
+            maps['attn/aggregated'] * maps[f'semantic/{label}'],
+            rtol=1e-5,
+            atol=1e-7,
+        )
+        image = read_frame_image(item['data_samples'])
+        expected = draw_layer_maps(
+            image, list(maps.values()), list(maps), preset='tscam'
+        )
+        assert sheet.shape == expected.shape
+        # JPEG round trip: close, not identical.
+        diff = np.abs(sheet.astype(int) - expected.astype(int)).mean()
+        assert diff < 4
+    skip = tmp_path / 'skip'
+    args[args.index(str(out))] = str(skip)
+    assert vis_cam.main([*args, '--no-extra-maps']) == 0
+    assert not list(skip.glob('*_layers.jpg'))
+    assert all(r['layers'] == '' for r in read_summary(skip))

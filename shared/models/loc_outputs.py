@@ -93,7 +93,7 @@ def _check_finite_logits(
     if bool(bad.any()):
         names = ', '.join(
             sample_name(data_samples[i], i)
-            for i in torch.flatnonzero(bad).tolist()
+            for i in torch.nonzero(bad).flatten().tolist()
         )
         raise FloatingPointError(
             f'{owner}: NaN or inf in the logits of {names} '

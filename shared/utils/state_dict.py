@@ -47,6 +47,7 @@ def unwrap_state_dict(
     """
     if not isinstance(ckpt, Mapping):
         raise TypeError(f'{name}: expected a dict, got {type(ckpt).__name__}')
+    top_level = sorted(ckpt)[:10]
     for key in containers:
         if key in ckpt and isinstance(ckpt[key], Mapping):
             ckpt = ckpt[key]
@@ -58,7 +59,7 @@ def unwrap_state_dict(
     }
     if not state:
         raise TypeError(
-            f'{name}: no tensors found (top-level keys: {sorted(ckpt)[:10]})'
+            f'{name}: no tensors found (top-level keys: {top_level})'
         )
     return state
 

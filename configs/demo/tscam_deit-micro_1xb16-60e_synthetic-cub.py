@@ -75,6 +75,7 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = dict(milestones=[40])
 train_cfg = dict(max_epochs=60, val_interval=20)
+auto_scale_lr = dict(base_batch_size=16)
 
 default_hooks = dict(logger=dict(interval=4))
 custom_hooks = [

@@ -39,7 +39,9 @@ class TSCAMClassifier(ImageClassifier):
     Raises:
         TypeError: The head is not a ``TSCAMHead``, the backbone cannot
             collect attention, or a neck is given.
-        ValueError: ``head.in_channels`` differs from the backbone width.
+        ValueError: ``head.in_channels`` differs from the backbone width,
+            or a backbone with its own classifier branch (Conformer) has
+            another ``num_classes`` than the head.
     """
 
     #: Tells ``tools/test.py`` and ``vis_cam.py`` that predict mode returns
@@ -62,6 +64,14 @@ class TSCAMClassifier(ImageClassifier):
                 'TSCAMClassifier needs a backbone with collect_attention() '
                 '(TSCAMDeiT, TSCAMConformer), got '
                 f'{type(self.backbone).__name__}'
+            )
+        branch_classes = getattr(self.backbone, 'num_classes', None)
+        if branch_classes is not None and branch_classes != self.num_classes:
+            raise ValueError(
+                f'TSCAMClassifier: the backbone '
+                f'{type(self.backbone).__name__} has num_classes='
+                f'{branch_classes} but the head num_classes='
+                f'{self.num_classes}'
             )
         width = int(self.backbone.embed_dims)
         if self.head.in_channels != width:

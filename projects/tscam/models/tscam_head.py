@@ -10,7 +10,10 @@ from torch import nn
 from shared.models.loc_outputs import check_gt_labels, pack_loc_samples
 from shared.registry import MODELS
 
-__all__ = ['LOC_MAP_TYPES', 'TSCAMHead']
+__all__ = ['CONV_INITS', 'LOC_MAP_TYPES', 'TSCAMHead']
+
+#: Initialisations of the 3x3 conv (DeiT: PyTorch's; Conformer: kaiming).
+CONV_INITS = ('default', 'kaiming')
 
 #: ``'coupled'`` m*⊙S_c (the paper); ``'attention'`` m* for every class;
 #: ``'semantic'`` S_c (the last two for ablation only).
@@ -35,9 +38,13 @@ class TSCAMHead(ClsHead):
         loss (dict): Classification loss (plain cross-entropy upstream).
         topk (tuple[int]): Accuracy top-k (used with ``cal_acc``).
         cal_acc (bool): Log training accuracy.
-        init_cfg (dict | None): Keep ``None``: the conv stays at PyTorch's
-            default initialisation, as upstream (its ``_init_weights`` call
-            on the conv does nothing).
+        conv_init (str): ``'default'``: PyTorch's Conv2d initialisation
+            (TS-CAM DeiT: upstream's ``_init_weights`` call on the conv
+            does nothing); ``'kaiming'``: kaiming-normal weights (fan_out,
+            ReLU) with PyTorch's default bias, as the Conformer's
+            ``_init_weights`` gives its ``trans_cls_head`` conv (§3.7).
+        init_cfg (dict | None): Keep ``None`` (the conv is initialised at
+            construction, as upstream).
     """
 
     def __init__(
@@ -48,6 +55,7 @@ class TSCAMHead(ClsHead):
         loss: dict | None = None,
         topk: int | tuple[int, ...] = (1,),
         cal_acc: bool = False,
+        conv_init: str = 'default',
         init_cfg: dict | None = None,
     ) -> None:
         if loss is None:
@@ -71,9 +79,18 @@ class TSCAMHead(ClsHead):
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
         self.loc_map = loc_map
+        if conv_init not in CONV_INITS:
+            raise ValueError(
+                f'TSCAMHead: conv_init must be one of {CONV_INITS}, got '
+                f'{conv_init!r}'
+            )
         self.conv = nn.Conv2d(
             self.in_channels, self.num_classes, 3, 1, 1, bias=True
         )
+        if conv_init == 'kaiming':
+            nn.init.kaiming_normal_(
+                self.conv.weight, mode='fan_out', nonlinearity='relu'
+            )
 
     def semantic_maps(self, feats: tuple) -> torch.Tensor:
         """S (B, C, h, w) from ``feats[0]``, the (B, D, h, w) feature map."""

@@ -161,7 +161,7 @@ def load_conformer_weights(
 
     Head tensors (``trans_cls_head.*``, ``conv_cls_head.*``) whose shape
     differs from the model's are dropped with a log line; every other key
-    must match.
+    must match (missing BN ``num_batches_tracked`` counters are tolerated).
 
     Args:
         model (nn.Module): The Conformer module (official key names).
@@ -191,11 +191,17 @@ def load_conformer_weights(
             logger='current',
             level=logging.INFO,
         )
+    # BN counters (num_batches_tracked) are absent from files saved before
+    # PyTorch 0.4.1; the model's own are kept.
     problems = [
         line
         for line in compare_state_dicts(own, state)
         if not (
-            line.startswith('missing') and line.split()[1].startswith(heads)
+            line.startswith('missing')
+            and (
+                line.split()[1].startswith(heads)
+                or line.split()[1].endswith('.num_batches_tracked')
+            )
         )
     ]
     if problems:

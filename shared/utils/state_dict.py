@@ -3,18 +3,22 @@
 Pretrained loaders and the model converters share them: unwrap the
 container formats (``{'model': …}``, ``{'state_dict': …}``), strip a
 ``module.`` prefix, and compare a state dict with a module's, reporting
-every missing, unexpected and mis-shaped key at once.
+every missing, unexpected and mis-shaped key at once, then load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from mmengine.logging import print_log
+from torch import nn
 
 __all__ = [
     'StateDictMismatchError',
     'compare_state_dicts',
+    'load_state_dict_checked',
     'unwrap_state_dict',
 ]
 
@@ -93,3 +97,52 @@ def compare_state_dicts(
         if key not in expected
     ]
     return lines
+
+
+def load_state_dict_checked(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    target: str,
+    may_be_missing: Callable[[str], bool] | None = None,
+) -> int:
+    """Load ``state`` into ``module`` after checking every key and shape.
+
+    Args:
+        module (nn.Module): Receives the tensors.
+        state: The state dict to load (already renamed and filtered).
+        source (str): File name for messages.
+        target (str): What the module is, for messages (``'the DeiT
+            backbone'``).
+        may_be_missing (Callable[[str], bool] | None): Keys of the module
+            for which it keeps its own value when the file lacks them.
+
+    Returns:
+        int: Number of tensors loaded (logged).
+
+    Raises:
+        StateDictMismatchError: Missing, unexpected or mis-shaped keys, all
+            listed with both shapes.
+    """
+    own = module.state_dict()
+    problems = [
+        line
+        for line in compare_state_dicts(own, state)
+        if not (
+            may_be_missing is not None
+            and line.startswith('missing ')
+            and may_be_missing(line.split()[1])
+        )
+    ]
+    if problems:
+        raise StateDictMismatchError(
+            f'{source} does not fit {target} ({len(problems)} problems):\n  '
+            + '\n  '.join(problems)
+        )
+    module.load_state_dict(state, strict=may_be_missing is None)
+    print_log(
+        f'loaded {len(state)} pretrained tensors from {source}',
+        logger='current',
+        level=logging.INFO,
+    )
+    return len(state)

@@ -25,9 +25,15 @@ from contextlib import contextmanager
 from functools import partial
 
 import torch
+from mmengine.model import BaseModule
 from torch import nn
 
-__all__ = ['ATTN_REDUCES', 'ClassTokenAttention', 'attention_rollout']
+__all__ = [
+    'ATTN_REDUCES',
+    'ClassAttentionBackbone',
+    'ClassTokenAttention',
+    'attention_rollout',
+]
 
 #: Reductions over the selected layers (min-max makes them equivalent).
 ATTN_REDUCES = ('sum', 'mean')
@@ -216,3 +222,60 @@ class ClassTokenAttention:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+class ClassAttentionBackbone(BaseModule):
+    """What the TS-CAM backbones share: local pretrained weights, the
+    attention gate and the token-map output.
+
+    Subclasses set ``attention`` (a :class:`ClassTokenAttention` over their
+    transformer blocks), ``embed_dims``, ``grid`` (tokens per side) and
+    ``pretrained_file``, and implement :meth:`load_pretrained`.
+    """
+
+    attention: ClassTokenAttention
+    embed_dims: int
+    grid: int
+
+    def load_pretrained(self, checkpoint: str) -> None:
+        """Load the local weight file ``checkpoint`` (subclass-specific)."""
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg`` ``Pretrained`` weights from a local file.
+
+        ``checkpoint=None`` or no ``init_cfg`` keeps the initialisation of
+        construction time; any other ``init_cfg`` goes to mmengine.
+        """
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            if cfg.get('checkpoint') is not None:
+                self.load_pretrained(cfg['checkpoint'])
+        elif cfg is not None:
+            super().init_weights()
+            return
+        self._is_init = True
+
+    @contextmanager
+    def collect_attention(
+        self, return_layers: bool = False, rollout: bool = False
+    ) -> Iterator[ClassTokenAttention]:
+        """Collect class-token attention in the forward passes inside."""
+        with self.attention.collect(return_layers, rollout) as collector:
+            yield collector
+
+    def token_maps(
+        self, patches: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Patch tokens (B, N, D) -> feat_map (B, D, h, w) row-major, and m*
+        (B, h, w) while collecting, else ``None``."""
+        batch = patches.size(0)
+        feat_map = patches.transpose(1, 2).reshape(
+            batch, self.embed_dims, self.grid, self.grid
+        )
+        cls_attn = None
+        if self.attention.active:
+            cls_attn = self.attention.aggregated().reshape(
+                batch, self.grid, self.grid
+            )
+        return feat_map, cls_attn

@@ -15,20 +15,18 @@ the third output, which the head adds to GAP(S) (upstream issue #20).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import partial
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
 from shared.registry import MODELS
 
-from .attention import ClassTokenAttention
+from .attention import ClassAttentionBackbone, ClassTokenAttention
 from .tscam_deit import check_input_size
 from .weights import load_conformer_weights
 
@@ -234,7 +232,7 @@ class ConvTransBlock(nn.Module):
 
 
 @MODELS.register_module()
-class TSCAMConformer(BaseModule):
+class TSCAMConformer(ClassAttentionBackbone):
     """Conformer-S backbone of TS-CAM (``tscam.md`` §3.7).
 
     Stem (conv 7×7/2, BN, ReLU, max-pool: 64×56×56), ``conv_1`` and the
@@ -386,33 +384,11 @@ class TSCAMConformer(BaseModule):
         """Official ImageNet weight file name of this arch."""
         return PRETRAINED_FILES[self.arch_name]
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` ``Pretrained`` weights from a local file.
-
-        Any other ``init_cfg`` goes to mmengine; without one the official
-        initialisation of construction time is kept.
-        """
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            checkpoint = cfg.get('checkpoint')
-            if checkpoint is not None:
-                load_conformer_weights(
-                    self, checkpoint, expected_file=self.pretrained_file
-                )
-            self._is_init = True
-            return
-        if cfg is None:
-            self._is_init = True
-            return
-        super().init_weights()
-
-    @contextmanager
-    def collect_attention(
-        self, return_layers: bool = False, rollout: bool = False
-    ) -> Iterator[ClassTokenAttention]:
-        """Collect class-token attention in the forward passes inside."""
-        with self.attention.collect(return_layers, rollout) as collector:
-            yield collector
+    def load_pretrained(self, checkpoint: str) -> None:
+        """Load the local official Conformer weights (§3.7)."""
+        load_conformer_weights(
+            self, checkpoint, expected_file=self.pretrained_file
+        )
 
     def forward(
         self, x: torch.Tensor
@@ -433,13 +409,5 @@ class TSCAMConformer(BaseModule):
         for block in self.conv_trans_blocks:
             x, x_t = block(x, x_t)
         conv_logits = self.conv_cls_head(self.pooling(x).flatten(1))
-        patches = self.trans_norm(x_t)[:, 1:]
-        feat_map = patches.transpose(1, 2).reshape(
-            batch, self.embed_dims, self.grid, self.grid
-        )
-        cls_attn = None
-        if self.attention.active:
-            cls_attn = self.attention.aggregated().reshape(
-                batch, self.grid, self.grid
-            )
+        feat_map, cls_attn = self.token_maps(self.trans_norm(x_t)[:, 1:])
         return feat_map, cls_attn, conv_logits

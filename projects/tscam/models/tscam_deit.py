@@ -7,18 +7,16 @@ used as it is; its blocks' ``attn.qkv`` Linears carry the hooks of
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import partial
 
 import torch
-from mmengine.model import BaseModule
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from shared.registry import MODELS
 
-from .attention import ClassTokenAttention
+from .attention import ClassAttentionBackbone, ClassTokenAttention
 from .weights import load_vit_weights
 
 __all__ = ['TSCAMDeiT', 'check_input_size', 'parse_arch']
@@ -95,7 +93,7 @@ def check_input_size(x: torch.Tensor, img_size: int, owner: str) -> None:
 
 
 @MODELS.register_module()
-class TSCAMDeiT(BaseModule):
+class TSCAMDeiT(ClassAttentionBackbone):
     """DeiT backbone of TS-CAM (``tscam.md`` §3.1).
 
     Args:
@@ -168,36 +166,14 @@ class TSCAMDeiT(BaseModule):
         """Upstream ImageNet weight file name of this arch, if any."""
         return PRETRAINED_FILES.get((self.arch_name, self.img_size))
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` ``Pretrained`` weights from a local file.
-
-        Any other ``init_cfg`` goes to mmengine; without one the timm
-        initialisation of construction time is kept.
-        """
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            checkpoint = cfg.get('checkpoint')
-            if checkpoint is not None:
-                load_vit_weights(
-                    self.vit,
-                    checkpoint,
-                    interpolate_pos_embed=self.interpolate_pos_embed,
-                    expected_file=self.pretrained_file,
-                )
-            self._is_init = True
-            return
-        if cfg is None:
-            self._is_init = True
-            return
-        super().init_weights()
-
-    @contextmanager
-    def collect_attention(
-        self, return_layers: bool = False, rollout: bool = False
-    ) -> Iterator[ClassTokenAttention]:
-        """Collect class-token attention in the forward passes inside."""
-        with self.attention.collect(return_layers, rollout) as collector:
-            yield collector
+    def load_pretrained(self, checkpoint: str) -> None:
+        """Load local ImageNet DeiT weights into ``vit`` (§3.6)."""
+        load_vit_weights(
+            self.vit,
+            checkpoint,
+            interpolate_pos_embed=self.interpolate_pos_embed,
+            expected_file=self.pretrained_file,
+        )
 
     def forward(
         self, x: torch.Tensor
@@ -205,13 +181,4 @@ class TSCAMDeiT(BaseModule):
         """(B, 3, S, S) images -> ``(feat_map, cls_attn)``."""
         check_input_size(x, self.img_size, type(self).__name__)
         tokens = self.vit.forward_features(x)
-        patches = tokens[:, self.vit.num_prefix_tokens :]
-        feat_map = patches.transpose(1, 2).reshape(
-            x.size(0), self.embed_dims, self.grid, self.grid
-        )
-        cls_attn = None
-        if self.attention.active:
-            cls_attn = self.attention.aggregated().reshape(
-                x.size(0), self.grid, self.grid
-            )
-        return feat_map, cls_attn
+        return self.token_maps(tokens[:, self.vit.num_prefix_tokens :])

@@ -18,8 +18,7 @@ from torch import nn
 
 from shared.utils.checkpoint import safe_load
 from shared.utils.state_dict import (
-    StateDictMismatchError,
-    compare_state_dicts,
+    load_state_dict_checked,
     unwrap_state_dict,
 )
 
@@ -139,19 +138,7 @@ def load_vit_weights(
             logger='current',
             level=logging.WARNING,
         )
-    problems = compare_state_dicts(own, state)
-    if problems:
-        raise StateDictMismatchError(
-            f'{path} does not fit the DeiT backbone ({len(problems)} '
-            'problems):\n  ' + '\n  '.join(problems)
-        )
-    vit.load_state_dict(state, strict=True)
-    print_log(
-        f'loaded {len(state)} pretrained tensors from {path}',
-        logger='current',
-        level=logging.INFO,
-    )
-    return len(state)
+    return load_state_dict_checked(vit, state, path, 'the DeiT backbone')
 
 
 def load_conformer_weights(
@@ -193,26 +180,12 @@ def load_conformer_weights(
         )
     # BN counters (num_batches_tracked) are absent from files saved before
     # PyTorch 0.4.1; the model's own are kept.
-    problems = [
-        line
-        for line in compare_state_dicts(own, state)
-        if not (
-            line.startswith('missing')
-            and (
-                line.split()[1].startswith(heads)
-                or line.split()[1].endswith('.num_batches_tracked')
-            )
-        )
-    ]
-    if problems:
-        raise StateDictMismatchError(
-            f'{path} does not fit the Conformer ({len(problems)} problems):'
-            '\n  ' + '\n  '.join(problems)
-        )
-    model.load_state_dict(state, strict=False)
-    print_log(
-        f'loaded {len(state)} pretrained tensors from {path}',
-        logger='current',
-        level=logging.INFO,
+    return load_state_dict_checked(
+        model,
+        state,
+        path,
+        'the Conformer',
+        may_be_missing=lambda key: (
+            key.startswith(heads) or key.endswith('.num_batches_tracked')
+        ),
     )
-    return len(state)

@@ -9,6 +9,7 @@ every missing, unexpected and mis-shaped key at once, then load.
 from __future__ import annotations
 
 import logging
+import os.path as osp
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -19,6 +20,7 @@ __all__ = [
     'StateDictMismatchError',
     'compare_state_dicts',
     'load_state_dict_checked',
+    'read_weight_file',
     'unwrap_state_dict',
 ]
 
@@ -146,3 +148,37 @@ def load_state_dict_checked(
         level=logging.INFO,
     )
     return len(state)
+
+
+def read_weight_file(
+    path: str, expected_file: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Load and unwrap a local pretrained weight file; nothing is downloaded.
+
+    Args:
+        path (str): Local file: a state dict, or one under ``state_dict`` /
+            ``model``; ``module.`` is stripped. Read with
+            :func:`shared.utils.checkpoint.safe_load` (``weights_only``).
+        expected_file (str | None): Upstream file name, for the message
+            when ``path`` does not exist.
+
+    Returns:
+        dict[str, torch.Tensor]: The state dict.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (no download fallback).
+        shared.utils.checkpoint.UnsafeCheckpointError: The file would need
+            arbitrary unpickling; nothing in it was executed.
+    """
+    from .checkpoint import safe_load
+
+    path = osp.expanduser(str(path))
+    if not osp.isfile(path):
+        hint = f' (expected the upstream file {expected_file})'
+        raise FileNotFoundError(
+            f'pretrained weight file {path} does not exist'
+            f'{hint if expected_file else ""}; nothing is downloaded: put '
+            'the file there or set model.backbone.init_cfg.checkpoint (the '
+            "config's pretrained path) to its local path"
+        )
+    return unwrap_state_dict(safe_load(path, map_location='cpu'), name=path)

@@ -9,59 +9,19 @@ from __future__ import annotations
 
 import logging
 import math
-import os.path as osp
 
-import torch
 from mmengine.logging import print_log
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from shared.utils.checkpoint import safe_load
-from shared.utils.state_dict import (
-    load_state_dict_checked,
-    unwrap_state_dict,
-)
+from shared.utils.state_dict import load_state_dict_checked, read_weight_file
 
-__all__ = ['load_conformer_weights', 'load_vit_weights', 'read_weight_file']
+__all__ = ['load_conformer_weights', 'load_vit_weights']
 
 #: Classifier tensors of the ImageNet models; TS-CAM's head is a new conv.
 VIT_DROPPED_PREFIXES = ('head.', 'fc_norm.')
 #: Keys of DeiT's distilled models, which TS-CAM cannot use.
 DISTILLED_KEYS = ('dist_token', 'head_dist.')
-
-
-def read_weight_file(
-    path: str, expected_file: str | None = None
-) -> dict[str, torch.Tensor]:
-    """Load and unwrap a local weight file.
-
-    Args:
-        path (str): Local file (timm state dict, DeiT ``{'model': …}``, or
-            an mmengine ``{'state_dict': …}``; ``module.`` is stripped).
-        expected_file (str | None): Upstream file name, for the message when
-            ``path`` does not exist.
-
-    Returns:
-        dict[str, torch.Tensor]: The state dict.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist (no download fallback).
-        shared.utils.checkpoint.UnsafeCheckpointError: The file would need
-            arbitrary unpickling.
-    """
-    path = osp.expanduser(str(path))
-    if not osp.isfile(path):
-        hint = (
-            f' (expected upstream file {expected_file})'
-            if expected_file
-            else ''
-        )
-        raise FileNotFoundError(
-            f'pretrained weight file {path} does not exist{hint}; nothing is '
-            'downloaded: put the file there or set the config variable '
-            '`pretrained` (model.backbone.init_cfg.checkpoint) to its path'
-        )
-    return unwrap_state_dict(safe_load(path, map_location='cpu'), name=path)
 
 
 def load_vit_weights(

@@ -15,10 +15,10 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 from projects.tscam.models import TSCAMDeiT
-from projects.tscam.models.weights import load_vit_weights, read_weight_file
+from projects.tscam.models.weights import load_vit_weights
 from shared.registry import MODELS
 from shared.utils.checkpoint import UnsafeCheckpointError
-from shared.utils.state_dict import StateDictMismatchError
+from shared.utils.state_dict import StateDictMismatchError, read_weight_file
 from tests.shared.datasets.logs import captured_log
 from tests.shared.utils.test_checkpoint import Boom
 

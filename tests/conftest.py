@@ -55,24 +55,39 @@ socket.socket.connect = _guarded_connect
 
 
 # -- fixtures ---------------------------------------------------------------
+@pytest.fixture(scope='session', autouse=True)
+def _session_loggers() -> set:
+    """Names of the MMLogger instances that exist before any fixture."""
+    from mmengine.logging import MMLogger
+
+    return set(MMLogger._instance_dict)
+
+
 @pytest.fixture(autouse=True)
-def _reset_mmengine_singletons():
+def _reset_mmengine_singletons(_session_loggers):
     """Drop MessageHub/Visualizer/logger instances a test created."""
     from mmengine.logging import MessageHub, MMLogger
     from mmengine.visualization import Visualizer
 
-    before = {
-        cls: set(cls._instance_dict)
-        for cls in (MessageHub, MMLogger, Visualizer)
-    }
-    yield
-    for cls, names in before.items():
+    def drop(cls, names):
         for name in set(cls._instance_dict) - names:
             instance = cls._instance_dict.pop(name)
             if isinstance(instance, MMLogger):
                 for handler in list(instance.handlers):
                     handler.close()
                     instance.removeHandler(handler)
+
+    # Loggers made by module- or session-scoped fixtures hold stream
+    # handlers bound to the output capture of that moment; drop them so
+    # each test logs through a logger made while its own capture is active.
+    drop(MMLogger, _session_loggers)
+    before = {
+        cls: set(cls._instance_dict)
+        for cls in (MessageHub, MMLogger, Visualizer)
+    }
+    yield
+    for cls, names in before.items():
+        drop(cls, names)
 
 
 @pytest.fixture(scope='session')

@@ -7,7 +7,8 @@
 # threshold 0.1 (prefix tscam/) and MaxBoxAccV2 (prefix wsol/; another
 # protocol, not comparable). The last epoch is reported; to select on the
 # test set as upstream did, add
-#   --cfg-options default_hooks.checkpoint.save_best=tscam/gt_known_loc
+#   --cfg-options default_hooks.checkpoint.save_best=tscam/gt_known_loc \
+#       default_hooks.checkpoint.rule=greater
 # and label the result "selected on test".
 _base_ = [
     '../_base_/datasets/cub_loc.py',

@@ -54,20 +54,28 @@ def check_gt_labels(
         num_classes (int): C.
         owner (str): Model name for the message.
     """
-    bad = []
-    for pos, sample in enumerate(data_samples or ()):
-        if sample is None or 'gt_label' not in sample:
-            continue
-        labels = sample.gt_label.reshape(-1)
-        if labels.numel() and (
-            int(labels.min()) < 0 or int(labels.max()) >= num_classes
-        ):
-            bad.append(f'{sample_name(sample, pos)}: {labels.tolist()}')
-    if bad:
-        raise ValueError(
-            f'{owner}: gt_label outside [0, {num_classes}) for '
-            + '; '.join(bad)
-        )
+    samples = [
+        (pos, sample)
+        for pos, sample in enumerate(data_samples or ())
+        if sample is not None and 'gt_label' in sample
+    ]
+    if not samples:
+        return
+    labels = [sample.gt_label.reshape(-1) for _, sample in samples]
+    flat = torch.cat(labels)
+    # One reduction (one device sync) for the batch; the loop below only
+    # runs to name the offenders.
+    if not flat.numel() or bool(((flat >= 0) & (flat < num_classes)).all()):
+        return
+    bad = [
+        f'{sample_name(sample, pos)}: {label.tolist()}'
+        for (pos, sample), label in zip(samples, labels)
+        if label.numel()
+        and (int(label.min()) < 0 or int(label.max()) >= num_classes)
+    ]
+    raise ValueError(
+        f'{owner}: gt_label outside [0, {num_classes}) for ' + '; '.join(bad)
+    )
 
 
 def rank_classes(logits: torch.Tensor, topk: int = LOC_TOPK) -> torch.Tensor:
@@ -153,8 +161,8 @@ def pack_loc_samples(
         sample.set_field(labels.long(), 'loc_labels', dtype=torch.Tensor)
         maps.append(class_maps(i, labels).detach().float())
         outputs.append(sample)
-    bad = [i for i, cams in enumerate(maps) if not torch.isfinite(cams).all()]
-    if bad:
+    if not bool(torch.isfinite(torch.cat([m.flatten() for m in maps])).all()):
+        bad = [i for i, m in enumerate(maps) if not torch.isfinite(m).all()]
         names = ', '.join(sample_name(data_samples[i], i) for i in bad)
         raise FloatingPointError(
             f'{owner}: NaN or inf in the localization maps of {names} '

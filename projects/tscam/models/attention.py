@@ -126,6 +126,11 @@ class ClassTokenAttention:
             for idx, attn in enumerate(attn_modules)
         ]
 
+    def release(self) -> None:
+        """Drop the collected buffers (the per-layer rows and N×N
+        matrices of a ``return_layers``/``rollout`` pass can be large)."""
+        self._reset()
+
     def _reset(self) -> None:
         self.summed: torch.Tensor | None = None
         self.layer_rows: list[torch.Tensor] = []
@@ -167,7 +172,12 @@ class ClassTokenAttention:
     ) -> None:
         if not self.active:
             return
-        with torch.no_grad():
+        # float32 even inside an autocast region (which would cast the
+        # matmul inputs back down).
+        with (
+            torch.no_grad(),
+            torch.autocast(output.device.type, enabled=False),
+        ):
             batch, num_tokens, _ = output.shape
             qkv = output.detach().float()
             qkv = qkv.reshape(

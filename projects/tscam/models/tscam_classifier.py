@@ -160,6 +160,7 @@ class TSCAMClassifier(ImageClassifier):
         maps['attn/rollout'] = collector.rollout().reshape(
             batch, height, width
         )
+        collector.release()
         if target is None:
             classes = logits.argmax(dim=1).tolist()
         elif isinstance(target, int):

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from mmengine.hooks import CheckpointHook
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import PARAM_SCHEDULERS
+from mmengine.registry import PARAM_SCHEDULERS, TRANSFORMS
 
 import projects.tscam  # noqa: F401
 from shared.evaluation.gt_boxes import protocol_gt_boxes
@@ -82,10 +83,19 @@ def test_lr_per_epoch_equals_upstream_modulo_rule(
         assert lrs[19] == pytest.approx(base_lr / 1000)
 
 
-@pytest.mark.parametrize('path', [CUB, IN1K], ids=['cub', 'in1k'])
+CONFORMER_CUB = CONFIG_DIR / 'tscam_conformer-small_1xb128-60e_cub.py'
+
+
+@pytest.mark.parametrize(
+    'path', [CUB, IN1K, CONFORMER_CUB], ids=['cub', 'in1k', 'conformer']
+)
 def test_weight_decay_per_parameter(path):
     cfg = load_config(str(path))
-    model = micro(cfg)
+    if cfg.model.backbone.type == 'TSCAMDeiT':
+        model = micro(cfg)
+    else:  # BN weights, conv biases and backbone.cls_token
+        cfg.model.backbone.init_cfg = None
+        model = MODELS.build(cfg.model)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     optimizer = wrapper.optimizer
     assert isinstance(optimizer, torch.optim.AdamW)
@@ -142,8 +152,12 @@ def test_pipelines_on_synthetic_cub(synthetic_root, monkeypatch):
     cfg = load_config(str(CUB))
     train = DATASETS.build(cfg.train_dataloader.dataset)
     test = DATASETS.build(cfg.test_dataloader.dataset)
-    for step in cfg.train_dataloader.dataset.pipeline[:1]:
-        assert step.imdecode_backend == 'pillow'
+    for loader in (cfg.train_dataloader, cfg.test_dataloader):
+        steps = [TRANSFORMS.build(t) for t in loader.dataset.pipeline]
+        assert steps[0].imdecode_backend == 'pillow'
+        (resize,) = [t for t in steps if type(t).__name__ == 'LocResize']
+        assert resize.backend == 'pillow'
+        assert resize.interpolation == 'bilinear'
     types = [t.type for t in cfg.test_dataloader.dataset.pipeline]
     assert not any('Crop' in t for t in types)
     assert train[0]['inputs'].shape == (3, 224, 224)
@@ -185,3 +199,35 @@ def test_metafile_lists_every_config_with_its_exact_parameter_count():
             model = build_model(load_config(str(path)))
         count = sum(p.numel() for p in model.parameters())
         assert entry['Metadata']['Parameters'] == count, path.stem
+
+
+def test_select_on_test_command_builds_the_checkpoint_hook():
+    """The README's opt-in selection on the test set (tscam.md §5)."""
+    cfg = load_config(
+        str(CUB),
+        {
+            'default_hooks.checkpoint.save_best': 'tscam/gt_known_loc',
+            'default_hooks.checkpoint.rule': 'greater',
+        },
+    )
+    hook_cfg = dict(cfg.default_hooks.checkpoint)
+    hook_cfg.pop('type')
+    hook = CheckpointHook(**hook_cfg)
+    assert hook.key_indicators == ['tscam/gt_known_loc']
+    assert hook.rules == ['greater']
+
+
+def test_384_recipe_pipelines(synthetic_root, monkeypatch):
+    """The assumed DeiT-B-384 recipe: resize 438 -> crop 384; test 384."""
+    monkeypatch.setenv('DATA_ROOT', str(synthetic_root / 'demo'))
+    cfg = load_config(
+        str(CONFIG_DIR / 'tscam_deit-base_1xb128-60e_cub-384px.py')
+    )
+    assert cfg.model.backbone.img_size == 384
+    train = list(cfg.train_dataloader.dataset.pipeline)
+    assert [t.type for t in train][2:4] == ['LocResize', 'LocRandomCrop']
+    assert tuple(train[2].scale) == (438, 438) and train[3].crop_size == 384
+    train_set = DATASETS.build(cfg.train_dataloader.dataset)
+    test_set = DATASETS.build(cfg.test_dataloader.dataset)
+    assert train_set[0]['inputs'].shape == (3, 384, 384)
+    assert test_set[0]['inputs'].shape == (3, 384, 384)

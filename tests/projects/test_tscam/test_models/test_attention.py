@@ -300,3 +300,42 @@ def test_remove_detaches_the_hooks(inputs):
     with torch.no_grad(), collector.collect():
         model.backbone.vit.forward_features(inputs)
     assert collector.calls == 0 and collector.summed is None
+
+
+def test_autocast_keeps_the_collection_in_float32(model, inputs):
+    """Inside a bf16 autocast region the hook still computes in float32
+    and agrees with the float32 pass."""
+    with torch.no_grad(), model.backbone.collect_attention() as collector:
+        model.backbone(inputs)
+    full = collector.summed.clone()
+    with (
+        torch.no_grad(),
+        torch.autocast('cpu', dtype=torch.bfloat16),
+        model.backbone.collect_attention() as collector,
+    ):
+        model.backbone(inputs)
+    assert collector.summed.dtype == torch.float32
+    # The blocks themselves run in bf16; the class rows stay close.
+    torch.testing.assert_close(collector.summed, full, atol=3e-2, rtol=0)
+
+
+def test_deepcopy_binds_the_hooks_to_the_copy(model, inputs):
+    """A deepcopy (EMA models) collects into its own buffer, from its own
+    attention modules; the original stays untouched."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    assert twin.backbone.attention is not model.backbone.attention
+    with torch.no_grad():
+        for blk in twin.backbone.vit.blocks:
+            blk.attn.qkv.weight.mul_(1.5)
+    with torch.no_grad(), model.backbone.collect_attention():
+        _, ours = model.backbone(inputs)
+    with torch.no_grad(), twin.backbone.collect_attention():
+        _, theirs = twin.backbone(inputs)
+    assert model.backbone.attention.calls == DEPTH
+    assert twin.backbone.attention.calls == DEPTH
+    assert not torch.allclose(ours, theirs)
+    with torch.no_grad(), model.backbone.collect_attention():
+        _, again = model.backbone(inputs)
+    torch.testing.assert_close(again, ours)

@@ -7,8 +7,12 @@ KevinDongDong/WGOL-TPAMI.
 Importing this package imports ``shared`` and every registering
 submodule of the plugin, so
 ``custom_imports=dict(imports=['projects.wsol_sst'])`` makes all of its
-registered names available. The models land with the plugin's own issue;
-the package is importable now.
+registered names available. Work in progress (issue 9): the backbones
+(``SSTVGG16``, ``SSTInceptionV3``), ``SSTConvHead`` and
+``SSTEdgeSelfAttention`` are registered; the localizer, transforms, hooks,
+optimizer constructor and configs follow.
 """
 
 import shared  # noqa: F401
+
+from . import models  # noqa: F401

@@ -28,8 +28,9 @@ tool = _load_tool()
 
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
-    """A minimal checkout: model-index.yml, metafiles and READMEs."""
+    """A minimal checkout: model-index.yml, metafiles, READMEs, configs."""
     shutil.copy(REPO_ROOT / 'model-index.yml', tmp_path / 'model-index.yml')
+    shutil.copytree(REPO_ROOT / 'configs', tmp_path / 'configs')
     for name in PROJECTS:
         dst = tmp_path / 'projects' / name
         dst.mkdir(parents=True)
@@ -70,7 +71,7 @@ def test_repository_passes():
 
 def test_copy_passes_and_registers_a_valid_model(repo_copy):
     cfg = repo_copy / 'configs' / 'san' / 'san10-pairwise_8xb32_in1k.py'
-    cfg.parent.mkdir(parents=True)
+    cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text('# placeholder\n')
     meta = {'Parameters': 10500000, 'FLOPs': 2200000000}
 
@@ -86,7 +87,9 @@ def test_copy_passes_and_registers_a_valid_model(repo_copy):
     _edit_metafile(repo_copy, 'san', add)
     report = tool.run_checks(repo_copy)
     assert report.problems == []
-    assert (report.models, report.registered) == (1, 1)
+    # The added model plus those the repository's metafiles already list.
+    listed = tool.run_checks(REPO_ROOT).models
+    assert (report.models, report.registered) == (listed + 1, listed + 1)
 
 
 def test_check_leaves_modelhub_untouched(repo_copy):

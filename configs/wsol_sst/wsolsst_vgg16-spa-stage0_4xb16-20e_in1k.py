@@ -32,5 +32,6 @@ auto_scale_lr = dict(base_batch_size=64)
 test_evaluator = [
     {{_base_.cam_metric}},
     {{_base_.scg_metric}},
-    {{_base_.wsol_metric}},
+    {{_base_.cam_wsol_metric}},
+    {{_base_.scg_wsol_metric}},
 ]

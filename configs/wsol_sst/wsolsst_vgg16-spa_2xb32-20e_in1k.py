@@ -6,5 +6,6 @@ model = dict(mode='spa')
 test_evaluator = [
     {{_base_.cam_metric}},
     {{_base_.scg_metric}},
-    {{_base_.wsol_metric}},
+    {{_base_.cam_wsol_metric}},
+    {{_base_.scg_wsol_metric}},
 ]

@@ -81,5 +81,21 @@ sos_metric = dict(
     map_key='loc_maps_sos',
     prefix='sos',
 )
-wsol_metric = dict(type='MaxBoxAccMetric', prefix='wsol')
-test_evaluator = [cam_metric, scg_metric, sos_metric, wsol_metric]
+# Secondary: MaxBoxAccV2 (wsolevaluation defaults) on the same fields.
+cam_wsol_metric = dict(
+    type='MaxBoxAccMetric', map_key='loc_maps_cam', prefix='cam_wsol'
+)
+scg_wsol_metric = dict(
+    type='MaxBoxAccMetric', map_key='loc_maps_scg', prefix='scg_wsol'
+)
+sos_wsol_metric = dict(
+    type='MaxBoxAccMetric', map_key='loc_maps_sos', prefix='sos_wsol'
+)
+test_evaluator = [
+    cam_metric,
+    scg_metric,
+    sos_metric,
+    cam_wsol_metric,
+    scg_wsol_metric,
+    sos_wsol_metric,
+]

@@ -27,6 +27,7 @@ from shared.models.loc_outputs import (
     sample_name,
 )
 from shared.registry import MODELS
+from shared.utils.state_dict import load_state_dict_checked, read_weight_file
 
 from .data_preprocessor import SSTDataPreprocessor  # noqa: F401 (registers)
 from .functional import (
@@ -69,6 +70,13 @@ _MODE_TABLE = {
 }
 #: The supported modes, in the order of the mode table.
 MODES = tuple(_MODE_TABLE)
+#: What a whole-model Pretrained init_cfg expects (§5.4): our stage-0
+#: checkpoint, or upstream's converted with wsolsst_to_mono.py.
+STAGE0_FILE = (
+    'the last checkpoint of wsolsst_vgg16-spa-stage0_4xb16-20e_in1k.py, or '
+    'vgg16_spa_#1/ilsvrc_epoch_20.pth.tar converted with '
+    'tools/model_converters/wsolsst_to_mono.py'
+)
 #: Upstream modes that are deliberately not ported (§9).
 HISTORICAL_MODES = ('spa+hinge', 'mc_sos', 'mc_sos+sa_*', 'rcst', 'sst')
 
@@ -340,12 +348,67 @@ class SSTLocalizer(BaseModel):
         )
         return cfg
 
+    def init_weights(self) -> None:
+        """Initialise; a top-level ``init_cfg`` ``Pretrained`` loads a
+        whole-model checkpoint (the ILSVRC stage-0 SPA classifier, §5.2).
+
+        The children initialise first (backbone weights, heads, SA). Then
+        every ``backbone.*`` and ``cls_head.*`` tensor must be in the file
+        with its shape; ``sos_head.*`` and ``sa.*`` may be absent (they
+        start new) and are listed in the log. Unexpected keys are errors.
+
+        Raises:
+            FileNotFoundError: The checkpoint does not exist.
+            StateDictMismatchError: Missing, unexpected or mis-shaped keys.
+        """
+        cfg = self.init_cfg
+        if not (isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        self.init_cfg = None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = cfg
+        if cfg.get('checkpoint') is None:
+            return
+        path = cfg['checkpoint']
+        state = read_weight_file(path, STAGE0_FILE)
+        new = tuple(
+            f'{name}.'
+            for name in ('sos_head', 'sa')
+            if getattr(self, name, None) is not None
+        )
+        fresh = sorted(
+            k
+            for k in self.state_dict()
+            if k.startswith(new) and k not in state
+        )
+        if fresh:
+            print_log(
+                f'{_OWNER}: {len(fresh)} tensors of '
+                f'{", ".join(n[:-1] for n in new)} are not in {path} and '
+                'start new',
+                logger='current',
+                level=logging.INFO,
+            )
+        load_state_dict_checked(
+            self,
+            state,
+            path,
+            f'{_OWNER} (mode {self.mode})',
+            may_be_missing=lambda key: key.startswith(new) if new else False,
+        )
+
     def _check_sos(self, sos_cfg: dict | None) -> dict:
         cfg = _merge('sos_cfg', sos_cfg, _SOS_DEFAULTS)
         if not self.route.with_sos:
             return cfg
         if cfg['loss'] is None:
-            cfg['loss'] = self.route.sos_loss
+            # target='raw' forces MSE (§4.2); otherwise the mode's default.
+            cfg['loss'] = (
+                'mse' if cfg['target'] == 'raw' else self.route.sos_loss
+            )
         _choice(cfg['loss'], _SOS_LOSSES, 'sos_cfg.loss')
         _choice(cfg['target'], PSEUDO_MASK_TARGETS, 'sos_cfg.target')
         _choice(cfg['norm'], PSEUDO_MASK_NORMS, 'sos_cfg.norm')

@@ -36,6 +36,7 @@ from projects.wsol_sst.models.localizer import (
     SSTLocalizer,
 )
 from shared.registry import MODELS
+from shared.utils.state_dict import StateDictMismatchError
 
 NUM_CLASSES = 7
 MID = 32  # head width for the functional tests
@@ -763,3 +764,64 @@ def test_non_finite_loss_and_maps_are_named():
         FloatingPointError, match=r'loc_maps_sos of sample_idx=3'
     ):
         model.predict(images(1, 1, 3, 64, 64), ds)
+
+
+# -- whole-model Pretrained (ILSVRC stage 0 -> stage 1, §5.2)
+def test_stage0_checkpoint_loads_backbone_and_cls_head(tmp_path):
+    stage0 = build('spa')
+    with torch.no_grad():  # differ from the seeded init of `model`
+        for param in stage0.parameters():
+            param.add_(torch.randn_like(param))
+    path = tmp_path / 'stage0.pth'
+    torch.save({'state_dict': stage0.state_dict(), 'meta': {}}, path)
+    model = build(
+        'sos+sa_v3', init_cfg=dict(type='Pretrained', checkpoint=str(path))
+    )
+    fresh = {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if k.startswith(('sos_head.', 'sa.'))
+    }
+    model.init_weights()
+    loaded = model.state_dict()
+    for key, value in stage0.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    # SOS head and SA keep their construction-time init (xavier / N(0,
+    # 1e-3^2)), untouched by the file.
+    for key, value in fresh.items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_stage0_checkpoint_errors(tmp_path):
+    stage0 = build('spa')
+    state = dict(stage0.state_dict())
+    state['cls_head.layers.4.weight'] = torch.zeros(5, 1024, 1, 1)
+    del state['backbone.conv5.0.bias']
+    state['foo.bar'] = torch.zeros(1)
+    path = tmp_path / 'bad.pth'
+    torch.save(state, path)
+    model = build(
+        'sos+sa_v3', init_cfg=dict(type='Pretrained', checkpoint=str(path))
+    )
+    with pytest.raises(StateDictMismatchError) as err:
+        model.init_weights()
+    text = str(err.value)
+    for key in (
+        'cls_head.layers.4.weight',
+        'backbone.conv5.0.bias',
+        'foo.bar',
+    ):
+        assert key in text
+    missing = build(
+        'sos+sa_v3',
+        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'no.pth')),
+    )
+    with pytest.raises(FileNotFoundError, match='ilsvrc_epoch_20.pth.tar'):
+        missing.init_weights()
+
+
+def test_raw_target_defaults_to_mse():
+    model = build('sos+sa_v3', sos_cfg=dict(target='raw'))
+    assert model.sos_cfg['loss'] == 'mse'
+    with pytest.raises(ValueError, match="target='raw' needs loss='mse'"):
+        build('sos+sa_v3', sos_cfg=dict(target='raw', loss='bce'))

@@ -14,11 +14,9 @@ import copy
 import logging
 import math
 import re
-from contextlib import contextmanager
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from mmpretrain.models.backbones import Conformer as MMPretrainConformer
 from timm.layers import DropPath
 from torch import nn
@@ -26,6 +24,7 @@ from torch import nn
 from projects.tscam.models import TSCAMConformer
 from shared.registry import MODELS
 from shared.utils.state_dict import StateDictMismatchError
+from tests.shared.datasets.logs import captured_log
 
 from .tscam_helpers import samples
 
@@ -186,19 +185,6 @@ def sharpen(model: TSCAMConformer, scale: float = 8.0) -> None:
         for blk in model.trans_blocks:
             blk.attn.qkv.weight.mul_(scale)
             blk.attn.qkv.bias.normal_(0, 0.5)
-
-
-@contextmanager
-def captured_log(level: int = logging.INFO):
-    logger = MMLogger.get_current_instance()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 def with_checkpoint(model: TSCAMConformer, path) -> TSCAMConformer:
@@ -496,7 +482,7 @@ def test_official_weights_load_with_new_heads_dropped(
         for k, v in target.state_dict().items()
         if k.startswith('conv_cls_head')
     }
-    with captured_log() as records:
+    with captured_log(logging.INFO) as records:
         target.init_weights()
     loaded = target.state_dict()
     for key, value in loaded.items():

@@ -38,16 +38,15 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if sys.path[0] != REPO_ROOT:
     sys.path.insert(0, REPO_ROOT)
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from shared.utils.checkpoint import (  # noqa: E402
-    UnsafeCheckpointError,
-    UnsupportedSchemeError,
-    safe_load,
-    save_state_dict,
+from shared.utils.converter import (  # noqa: E402
+    ConversionError,
+    converter_parser,
+    plain_scalar,
+    plain_tensor,
+    run_converter,
 )
-from shared.utils.compat import apply_patches  # noqa: E402
 from shared.utils.state_dict import (  # noqa: E402
     compare_state_dicts,
     unwrap_state_dict,
@@ -56,10 +55,10 @@ from shared.utils.state_dict import (  # noqa: E402
 __all__ = [
     'ConversionError',
     'convert',
-    'convert_file',
     'guess_arch',
     'main',
     'parse_args',
+    'summary',
 ]
 
 PATCH_SIZE = 16
@@ -74,27 +73,14 @@ DISTILLED = ('dist_token', 'head_dist.')
 _BLOCK_RE = re.compile(r'^blocks\.(\d+)\.')
 
 
-class ConversionError(ValueError):
-    """The input is not a convertible TS-CAM DeiT checkpoint."""
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
-    parser = argparse.ArgumentParser(
-        description='Convert a released TS-CAM checkpoint '
+    return converter_parser(
+        'Convert a released TS-CAM checkpoint '
         "({'epoch', 'state_dict', 'best_map'}, module.<timm key>) to "
-        'TSCAMClassifier key names (backbone.vit.*, head.conv.*).'
-    )
-    parser.add_argument('input', metavar='IN', help='TS-CAM checkpoint')
-    parser.add_argument('output', metavar='OUT', help='converted file')
-    parser.add_argument(
-        '--trust-source',
-        action='store_true',
-        help='load an input that holds arbitrary pickle globals (this '
-        'EXECUTES code from the file: only for files you trust). The '
-        'output is clean either way.',
-    )
-    return parser.parse_args(argv)
+        'TSCAMClassifier key names (backbone.vit.*, head.conv.*).',
+        'TS-CAM checkpoint',
+    ).parse_args(argv)
 
 
 def guess_arch(embed_dims: int, depth: int, img_size: int) -> str | dict:
@@ -187,27 +173,6 @@ def _check_head(state: Mapping[str, torch.Tensor], width: int) -> int:
     return classes
 
 
-def _plain(tensor: torch.Tensor) -> torch.Tensor:
-    """A detached CPU tensor owning exactly its storage."""
-    tensor = tensor.detach().cpu()
-    if type(tensor) is not torch.Tensor:
-        tensor = tensor.as_subclass(torch.Tensor)
-    if tensor.untyped_storage().nbytes() != tensor.nbytes:
-        tensor = tensor.clone()  # a view: do not save its whole storage
-    return tensor
-
-
-def _scalar(value: Any) -> int | float | None:
-    """A Python number from an int/float/numpy/0-d tensor, else ``None``."""
-    if isinstance(value, torch.Tensor):
-        value = value.item() if value.numel() == 1 else None
-    elif isinstance(value, np.ndarray | np.generic):
-        value = value.item() if value.size == 1 else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
-
-
 def convert(ckpt: Any, name: str = 'checkpoint') -> tuple[dict, dict]:
     """Map a loaded TS-CAM checkpoint to ``TSCAMClassifier`` names.
 
@@ -266,9 +231,9 @@ def convert(ckpt: Any, name: str = 'checkpoint') -> tuple[dict, dict]:
             f'depth={depth}, img_size={img_size}; {len(problems)} '
             'problems):\n  ' + '\n  '.join(problems)
         )
-    out = {BACKBONE_PREFIX + k: _plain(backbone[k]) for k in expected}
-    out[HEAD_PREFIX + 'weight'] = _plain(state['head.weight'])
-    out[HEAD_PREFIX + 'bias'] = _plain(state['head.bias'])
+    out = {BACKBONE_PREFIX + k: plain_tensor(backbone[k]) for k in expected}
+    out[HEAD_PREFIX + 'weight'] = plain_tensor(state['head.weight'])
+    out[HEAD_PREFIX + 'bias'] = plain_tensor(state['head.bias'])
     meta: dict[str, Any] = dict(
         arch=guess_arch(width, depth, img_size),
         embed_dims=width,
@@ -278,63 +243,39 @@ def convert(ckpt: Any, name: str = 'checkpoint') -> tuple[dict, dict]:
         converted_from=osp.basename(name),
     )
     for key in ('epoch', 'best_map'):
-        value = _scalar(ckpt.get(key)) if 'state_dict' in ckpt else None
+        value = plain_scalar(ckpt.get(key)) if 'state_dict' in ckpt else None
         if value is not None:
             meta[key] = value
     return out, meta
 
 
-def convert_file(
-    src: str, dst: str, *, trust_source: bool = False
-) -> tuple[dict, int]:
-    """Convert ``src`` into ``dst`` (atomic write).
-
-    Returns:
-        tuple[dict, int]: The written ``meta`` and the number of tensors.
-    """
-    ckpt = safe_load(src, map_location='cpu', trust_source=trust_source)
-    state_dict, meta = convert(ckpt, name=src)
-    save_state_dict({'state_dict': state_dict, 'meta': meta}, dst)
-    return meta, len(state_dict)
+def summary(meta: dict, tensors: int) -> list[str]:
+    """The lines printed after a conversion."""
+    arch = meta['arch']
+    lines = [
+        f'arch: {arch if isinstance(arch, str) else f"custom {arch}"} '
+        f'(embed_dims={meta["embed_dims"]}, depth={meta["depth"]}, '
+        f'img_size={meta["img_size"]})'
+    ]
+    if not isinstance(arch, str):
+        lines.append(
+            'note: num_heads is not stored in the weights (64-wide heads '
+            'assumed); set the arch of the config to the trained one'
+        )
+    lines.append(f'num_classes: {meta["num_classes"]}')
+    lines.append(
+        f'tensors converted: {tensors} ({tensors - 2} backbone.vit + 2 '
+        'head.conv)'
+    )
+    lines += [
+        f'{key}: {meta[key]}' for key in ('epoch', 'best_map') if key in meta
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = parse_args(argv)
-    apply_patches()
-    try:
-        meta, tensors = convert_file(
-            args.input, args.output, trust_source=args.trust_source
-        )
-    except (
-        FileNotFoundError,
-        UnsafeCheckpointError,
-        UnsupportedSchemeError,
-        ConversionError,
-    ) as exc:
-        print(f'{type(exc).__name__}: {exc}', file=sys.stderr)
-        return 1
-    arch = meta['arch']
-    print(
-        f'arch: {arch if isinstance(arch, str) else f"custom {arch}"} '
-        f'(embed_dims={meta["embed_dims"]}, depth={meta["depth"]}, '
-        f'img_size={meta["img_size"]})'
-    )
-    if not isinstance(arch, str):
-        print(
-            'note: num_heads is not stored in the weights (64-wide heads '
-            'assumed); set the arch of the config to the trained one'
-        )
-    print(f'num_classes: {meta["num_classes"]}')
-    print(
-        f'tensors converted: {tensors} ({tensors - 2} backbone.vit + 2 '
-        'head.conv)'
-    )
-    for key in ('epoch', 'best_map'):
-        if key in meta:
-            print(f'{key}: {meta[key]}')
-    print(f'written: {args.output}')
-    return 0
+    return run_converter(parse_args(argv), convert, summary)
 
 
 if __name__ == '__main__':

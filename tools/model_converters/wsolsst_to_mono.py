@@ -49,26 +49,25 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if sys.path[0] != REPO_ROOT:
     sys.path.insert(0, REPO_ROOT)
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from shared.utils.checkpoint import (  # noqa: E402
-    UnsafeCheckpointError,
-    UnsupportedSchemeError,
-    safe_load,
-    save_state_dict,
+from shared.utils.converter import (  # noqa: E402
+    ConversionError,
+    converter_parser,
+    plain_scalar,
+    plain_tensor,
+    run_converter,
 )
-from shared.utils.compat import apply_patches  # noqa: E402
 from shared.utils.state_dict import unwrap_state_dict  # noqa: E402
 
 __all__ = [
     'ConversionError',
     'convert',
-    'convert_file',
     'main',
     'map_key',
     'mode_family',
     'parse_args',
+    'summary',
 ]
 
 #: Upstream top-level modules of each backbone -> our backbone class.
@@ -106,28 +105,15 @@ _INCEPTION_HEAD_RE = re.compile(
 _SA_RE = re.compile(r'^(?:sa|sdpa)\.(fc_[qkvo]\.(?:weight|bias))$')
 
 
-class ConversionError(ValueError):
-    """The input is not a convertible WSOL-SST checkpoint."""
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
-    parser = argparse.ArgumentParser(
-        description='Convert an original WSOL-SST/SPA2Net checkpoint '
+    return converter_parser(
+        'Convert an original WSOL-SST/SPA2Net checkpoint '
         "({'epoch', 'arch', 'global_counter', 'state_dict', 'optimizer'}, "
         'module.<key>) to SSTLocalizer key names (backbone.*, '
-        'cls_head.layers.*, sos_head.layers.*, sa.fc_*).'
-    )
-    parser.add_argument('input', metavar='IN', help='upstream .pth.tar file')
-    parser.add_argument('output', metavar='OUT', help='converted file')
-    parser.add_argument(
-        '--trust-source',
-        action='store_true',
-        help='load an input that holds arbitrary pickle globals (this '
-        'EXECUTES code from the file: only for files you trust). The '
-        'output is clean either way.',
-    )
-    return parser.parse_args(argv)
+        'cls_head.layers.*, sos_head.layers.*, sa.fc_*).',
+        'upstream .pth.tar file',
+    ).parse_args(argv)
 
 
 def map_key(key: str) -> str | None:
@@ -246,27 +232,6 @@ def _expected(
     }
 
 
-def _plain(tensor: torch.Tensor) -> torch.Tensor:
-    """A detached CPU tensor owning exactly its storage."""
-    tensor = tensor.detach().cpu()
-    if type(tensor) is not torch.Tensor:
-        tensor = tensor.as_subclass(torch.Tensor)
-    if tensor.untyped_storage().nbytes() != tensor.nbytes:
-        tensor = tensor.clone()  # a view: do not save its whole storage
-    return tensor
-
-
-def _scalar(value: Any) -> int | float | None:
-    """A Python number from an int/float/numpy/0-d tensor, else ``None``."""
-    if isinstance(value, torch.Tensor):
-        value = value.item() if value.numel() == 1 else None
-    elif isinstance(value, np.ndarray | np.generic):
-        value = value.item() if value.size == 1 else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
-
-
 def _sa_hint(
     state: Mapping[str, torch.Tensor], upstream: Mapping[str, str], dims: int
 ) -> str:
@@ -378,7 +343,7 @@ def convert(ckpt: Any, name: str = 'checkpoint') -> tuple[dict, dict]:
     out = {}
     for key, value in expected.items():
         if key in mapped:
-            out[key] = _plain(mapped[key])
+            out[key] = plain_tensor(mapped[key])
         else:  # a BN counter absent from an old file
             out[key] = torch.zeros((), dtype=value.dtype)
     meta: dict[str, Any] = dict(
@@ -391,7 +356,7 @@ def convert(ckpt: Any, name: str = 'checkpoint') -> tuple[dict, dict]:
     )
     if 'state_dict' in ckpt:
         for key in ('epoch', 'global_counter'):
-            value = _scalar(ckpt.get(key))
+            value = plain_scalar(ckpt.get(key))
             if value is not None:
                 meta[key] = value
         if isinstance(ckpt.get('arch'), str):
@@ -405,54 +370,35 @@ def _module_list(modules: set[str]) -> list[str]:
     return ['backbone', 'cls_head', *optional]
 
 
-def convert_file(
-    src: str, dst: str, *, trust_source: bool = False
-) -> tuple[dict, int]:
-    """Convert ``src`` into ``dst`` (atomic write).
-
-    Returns:
-        tuple[dict, int]: The written ``meta`` and the number of tensors.
-    """
-    ckpt = safe_load(src, map_location='cpu', trust_source=trust_source)
-    state_dict, meta = convert(ckpt, name=src)
-    save_state_dict({'state_dict': state_dict, 'meta': meta}, dst)
-    return meta, len(state_dict)
+def summary(meta: dict, tensors: int) -> list[str]:
+    """The lines printed after a conversion."""
+    lines = []
+    if meta['dropped']:
+        lines.append(
+            f'dropped {len(meta["dropped"])} {DROPPED_PREFIX}* tensors '
+            "(SPA's unused layer): " + ', '.join(meta['dropped'])
+        )
+    family = meta['mode_family']
+    modes = 'sos+sa_v1/v2/v3' if family == 'sos+sa' else family
+    note = ' (upstream trains sos+sa_v3)' if family == 'sos+sa' else ''
+    lines += [
+        f'backbone: {meta["backbone"]}',
+        f'num_classes: {meta["num_classes"]}',
+        f'modules: {", ".join(meta["modules"])}',
+        f'likely mode: {modes}{note}',
+        f'tensors converted: {tensors}',
+    ]
+    lines += [
+        f'{key}: {meta[key]}'
+        for key in ('upstream_arch', 'epoch', 'global_counter')
+        if key in meta
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = parse_args(argv)
-    apply_patches()
-    try:
-        meta, tensors = convert_file(
-            args.input, args.output, trust_source=args.trust_source
-        )
-    except (
-        FileNotFoundError,
-        UnsafeCheckpointError,
-        UnsupportedSchemeError,
-        ConversionError,
-    ) as exc:
-        print(f'{type(exc).__name__}: {exc}', file=sys.stderr)
-        return 1
-    if meta['dropped']:
-        print(
-            f'dropped {len(meta["dropped"])} {DROPPED_PREFIX}* tensors '
-            "(SPA's unused layer): " + ', '.join(meta['dropped'])
-        )
-    print(f'backbone: {meta["backbone"]}')
-    print(f'num_classes: {meta["num_classes"]}')
-    print(f'modules: {", ".join(meta["modules"])}')
-    family = meta['mode_family']
-    modes = 'sos+sa_v1/v2/v3' if family == 'sos+sa' else family
-    note = ' (upstream trains sos+sa_v3)' if family == 'sos+sa' else ''
-    print(f'likely mode: {modes}{note}')
-    print(f'tensors converted: {tensors}')
-    for key in ('upstream_arch', 'epoch', 'global_counter'):
-        if key in meta:
-            print(f'{key}: {meta[key]}')
-    print(f'written: {args.output}')
-    return 0
+    return run_converter(parse_args(argv), convert, summary)
 
 
 if __name__ == '__main__':

@@ -4,13 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-PIP_FLAGS ?= -q --progress-bar off
+# No wheel cache: the CUDA torch stack is ~3 GB of wheels on top of ~5 GB
+# installed, and CI disks have run out.
+PIP_FLAGS ?= -q --progress-bar off --no-cache-dir
 CUDA ?= 0
 PYTEST_ARGS ?=
 
 CONSTRAINTS := requirements/constraints.txt
 SETUP_DEPS := requirements/base.txt requirements/dev.txt \
-	requirements/openmmlab.txt requirements/cuda.txt $(CONSTRAINTS) \
+	requirements/torch.txt requirements/openmmlab.txt requirements/cuda.txt $(CONSTRAINTS) \
 	pyproject.toml
 STAMP := $(VENV)/.stamp
 TEST_STAMP := $(VENV)/.test-stamp
@@ -30,10 +32,11 @@ $(STAMP): $(SETUP_DEPS)
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"error: Python >= 3.11 is required, $(PYTHON) is {v.major}.{v.minor}; run make PYTHON=python3.11 ...")'
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
 		echo "error: $(PYTHON) has no venv/ensurepip module: install python3-venv (e.g. apt-get install python3-venv)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -c 'import os, shutil, sys; free = shutil.disk_usage(os.path.dirname(os.path.abspath("$(VENV)"))).free / 2**30; sys.exit(0 if free >= 6 else f"error: make setup needs about 6 GiB free for $(VENV) (torch and its CUDA libraries, 5 GiB installed); {free:.1f} GiB is free here")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(PIP_FLAGS) --upgrade pip
 	$(PIP) install $(PIP_FLAGS) -c $(CONSTRAINTS) -r requirements/base.txt -r requirements/dev.txt
-	$(PIP) install $(PIP_FLAGS) --no-deps -c $(CONSTRAINTS) -r requirements/openmmlab.txt
+	$(PIP) install $(PIP_FLAGS) --no-deps -c $(CONSTRAINTS) -r requirements/torch.txt -r requirements/openmmlab.txt
 	$(PY) -m shared.utils.env_check
 	@touch $(STAMP)
 
@@ -78,7 +81,7 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
 	.lock-venv/bin/python -m pip install $(PIP_FLAGS) -r requirements/base.txt -r requirements/dev.txt -r requirements/test.txt -r requirements/cuda.txt
-	.lock-venv/bin/python -m pip install $(PIP_FLAGS) --no-deps -r requirements/openmmlab.txt
+	.lock-venv/bin/python -m pip install $(PIP_FLAGS) --no-deps -r requirements/torch.txt -r requirements/openmmlab.txt
 	{ sed -n '1,2p' $(CONSTRAINTS); .lock-venv/bin/python -m pip freeze --all | grep -v -E '^(pip|wheel)=='; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf .lock-venv

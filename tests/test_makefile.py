@@ -47,6 +47,11 @@ def make_setup(tmp_path, python) -> subprocess.CompletedProcess:
             'Python >= 3.11 is required',
         ),
         ("sys.modules['venv'] = None", 'install python3-venv'),
+        (
+            'import shutil; shutil.disk_usage = lambda path: '
+            "collections.namedtuple('U', 'total used free')(2**34, 0, 2**30)",
+            'make setup needs about 6 GiB free',
+        ),
     ],
 )
 def test_setup_rejects_interpreter(tmp_path, patch, message):

@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REQ_DIR = REPO_ROOT / 'requirements'
 
 #: Requirement files whose packages must be installed by ``make setup``.
-REQUIRED_FILES = ('base.txt', 'openmmlab.txt', 'dev.txt')
+REQUIRED_FILES = ('base.txt', 'torch.txt', 'openmmlab.txt', 'dev.txt')
 #: Modules that must import in a working environment.
 REQUIRED_IMPORTS = (
     'cv2',

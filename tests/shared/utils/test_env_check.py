@@ -56,6 +56,7 @@ def test_every_requirement_is_locked():
     lock = env_check.read_lock()
     for name in (
         'base.txt',
+        'torch.txt',
         'openmmlab.txt',
         'dev.txt',
         'test.txt',
@@ -65,3 +66,34 @@ def test_every_requirement_is_locked():
             REPO_ROOT / 'requirements' / name
         ):
             assert req in lock, (name, req)
+
+
+def test_base_lists_every_runtime_dependency_of_torch_but_triton():
+    """torch.txt is installed --no-deps, so base.txt must carry its deps."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    listed = set(
+        env_check.read_requirement_names(REPO_ROOT / 'requirements/base.txt')
+    )
+    for dist in ('torch', 'torchvision'):
+        for text in md.requires(dist) or []:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate(
+                {'extra': ''}
+            ):
+                continue
+            name = env_check.canonical(req.name)
+            if name in ('triton', 'torch'):
+                continue
+            assert name in listed, (dist, text)
+    torch_txt = env_check.read_requirement_names(
+        REPO_ROOT / 'requirements/torch.txt'
+    )
+    assert torch_txt == ['torch', 'torchvision']
+    assert 'triton' not in listed
+    cuda = env_check.read_requirement_names(
+        REPO_ROOT / 'requirements/cuda.txt'
+    )
+    assert 'triton' in cuda

@@ -69,7 +69,9 @@ def test_every_requirement_is_locked():
 
 
 def test_base_lists_every_runtime_dependency_of_torch_but_triton():
-    """torch.txt is installed --no-deps, so base.txt must carry its deps."""
+    """torch.txt is installed --no-deps, so base.txt must carry its deps,
+    and nothing installed with deps may require torch (pip would then pull
+    torch and triton in the first step)."""
     import importlib.metadata as md
 
     from packaging.requirements import Requirement
@@ -77,7 +79,7 @@ def test_base_lists_every_runtime_dependency_of_torch_but_triton():
     listed = set(
         env_check.read_requirement_names(REPO_ROOT / 'requirements/base.txt')
     )
-    for dist in ('torch', 'torchvision'):
+    for dist in ('torch', 'torchvision', 'timm'):
         for text in md.requires(dist) or []:
             req = Requirement(text)
             if req.marker is not None and not req.marker.evaluate(
@@ -85,15 +87,30 @@ def test_base_lists_every_runtime_dependency_of_torch_but_triton():
             ):
                 continue
             name = env_check.canonical(req.name)
-            if name in ('triton', 'torch'):
+            if name in ('triton', 'torch', 'torchvision'):
                 continue
             assert name in listed, (dist, text)
     torch_txt = env_check.read_requirement_names(
         REPO_ROOT / 'requirements/torch.txt'
     )
-    assert torch_txt == ['torch', 'torchvision']
+    assert torch_txt == ['torch', 'torchvision', 'timm']
     assert 'triton' not in listed
     cuda = env_check.read_requirement_names(
         REPO_ROOT / 'requirements/cuda.txt'
     )
     assert 'triton' in cuda
+
+    torch_users = []
+    for dist in md.distributions():
+        name = env_check.canonical(dist.metadata['Name'])
+        if name in torch_txt:
+            continue
+        for text in dist.requires or []:
+            req = Requirement(text)
+            applies = req.marker is None or req.marker.evaluate({'extra': ''})
+            if applies and env_check.canonical(req.name) in torch_txt:
+                torch_users.append(name)
+    openmmlab = env_check.read_requirement_names(
+        REPO_ROOT / 'requirements/openmmlab.txt'
+    )
+    assert sorted(set(torch_users) - set(openmmlab)) == []

@@ -215,8 +215,11 @@ class SSTLocalizer(BaseModel):
         test_cfg (dict | None): ``loc_map`` ('auto'), ``scg_version`` ('v2'
             | 'v1'), ``scg_source`` ('fused' | 'fo' | 'so'), ``scg_fo_thr``
             (0.2), ``scg_so_thr`` (1.0), ``scgv1_fg_thr``/``scgv1_bg_thr``
-            (0.05), ``scg_gt_resample`` (False; True reproduces upstream's
-            GT-known SCG from the CAM resized to the input and back),
+            (0.05), ``scg_gt_resample`` (False; True makes the GT entries
+            of ``loc_maps_scg`` the SCG of the CAM resized to the input and
+            back, as upstream's GT-known path; the shared metric boxes the
+            first GT-class entry, so it reads them only when the GT class is
+            outside the top-k),
             ``edge_thr_follow_scg`` (False; True reproduces upstream, where
             the test SCG thresholds also set the SA edge code's).
         data_preprocessor (dict | torch.nn.Module | None): Defaults to an

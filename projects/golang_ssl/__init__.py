@@ -1,13 +1,17 @@
 """projects.golang_ssl.
 
-GOLANG: global-local self-supervised multi-label pre-training (SwAV with
-a local semantic-attention branch). Upstream: chunyen5927/GAELLE.
+GOLANG / GAELLE: global-local self-supervised multi-label pre-training
+(SwAV with a local semantic-attention branch and a local-to-global
+prediction), and its multi-label linear probe. Upstream:
+chunyen5927/GAELLE.
 
-Importing this package imports ``shared`` and every registering
-submodule of the plugin, so
-``custom_imports=dict(imports=['projects.golang_ssl'])`` makes all of
-its registered names available. The models land with the plugin's own
-issue; the package is importable now.
+Importing this package imports ``shared`` and registers, in mmpretrain's
+registries: ``GAELLE``, ``GAELLENeck``, ``GAELLEHead``, ``GAELLELoss``,
+``GAELLEMultiLabelLinearHead`` (MODELS), ``GAELLEHook``,
+``GAELLEProbeHook`` (HOOKS) and ``GAELLELARC`` (OPTIMIZERS). Importing it
+does not touch CUDA.
 """
 
 import shared  # noqa: F401
+
+from . import engine, models  # noqa: F401

@@ -25,6 +25,11 @@ setuptools >= 82 or numpy >= 2.4:
    (annotation files, dumped results) reads through the weights-only
    unpickler of :func:`shared.utils.checkpoint.load_pickle_safe` instead of
    plain :mod:`pickle`.
+7. ``hue-shift``: mmcv's ``adjust_hue`` (mmpretrain's ``ColorJitter``)
+   computes the hue shift as ``np.uint8(hue_factor * 255)``, which numpy
+   >= 2 refuses for a negative factor (``OverflowError``; numpy 1 wrapped
+   it modulo 256). The replacement wraps explicitly, so the result equals
+   mmcv's under numpy 1.
 """
 
 from __future__ import annotations
@@ -254,6 +259,72 @@ def _patch_pickle_handler() -> bool:
     return True
 
 
+# -- 7. hue shift -------------------------------------------------------------
+_MMCV_ADJUST_HUE = None
+
+
+def adjust_hue(img: np.ndarray, hue_factor: float, backend=None) -> np.ndarray:
+    """``mmcv.adjust_hue`` with the uint8 hue shift wrapped modulo 256.
+
+    Args:
+        img (ndarray): ``(H, W, 3)`` BGR uint8 image (or ``(H, W)``).
+        hue_factor (float): Hue shift in ``[-0.5, 0.5]`` turns.
+        backend (str | None): ``'cv2'`` or ``'pillow'``; None takes mmcv's
+            ``imread_backend``.
+
+    Returns:
+        ndarray: The hue-shifted image, same dtype.
+    """
+    import cv2
+    from mmcv.image import photometric
+    from PIL import Image
+
+    if backend is None:
+        backend = photometric.imread_backend
+    if backend not in ('cv2', 'pillow'):
+        raise ValueError(
+            f'backend: {backend} is not supported. Supported backends are '
+            "'cv2', 'pillow'"
+        )
+    if not -0.5 <= hue_factor <= 0.5:
+        raise ValueError(f'hue_factor:{hue_factor} is not in [-0.5, 0.5].')
+    if not (isinstance(img, np.ndarray) and img.ndim in (2, 3)):
+        raise TypeError('img should be ndarray with dim=[2 or 3].')
+    # numpy 1 truncated toward zero, then wrapped into uint8.
+    shift = np.uint8(int(hue_factor * 255) % 256)
+    if backend == 'pillow':
+        if img.dtype != np.uint8:
+            raise TypeError('Pillow backend only support uint8 type')
+        pil_image = Image.fromarray(np.ascontiguousarray(img[..., ::-1]))
+        h, s, v = pil_image.convert('HSV').split()
+        np_h = np.array(h, dtype=np.uint8)
+        np_h += shift  # uint8 addition wraps across the hue circle
+        h = Image.fromarray(np_h, 'L')
+        out = Image.merge('HSV', (h, s, v)).convert('RGB')
+        return np.array(out, dtype=img.dtype)[..., ::-1]
+    dtype = img.dtype
+    hsv = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_BGR2HSV_FULL)
+    h, s, v = cv2.split(hsv)
+    h = h.astype(np.uint8)
+    h += shift
+    return cv2.cvtColor(cv2.merge([h, s, v]), cv2.COLOR_HSV2BGR_FULL).astype(
+        dtype
+    )
+
+
+def _patch_adjust_hue() -> bool:
+    import mmcv
+    import mmcv.image
+    from mmcv.image import photometric
+
+    global _MMCV_ADJUST_HUE
+    if photometric.adjust_hue is not adjust_hue:
+        _MMCV_ADJUST_HUE = photometric.adjust_hue  # kept for the tests
+    for module in (mmcv, mmcv.image, photometric):
+        module.adjust_hue = adjust_hue
+    return True
+
+
 def apply_patches() -> list[str]:
     """Apply the compatibility patches once; safe to call repeatedly.
 
@@ -284,6 +355,8 @@ def apply_patches() -> list[str]:
         applied.append('atomic-local-writes')
     if _patch_pickle_handler():
         applied.append('safe-pickle-files')
+    if _patch_adjust_hue():
+        applied.append('hue-shift')
     # Recorded only once every patch succeeded, so a failure is retried.
     _APPLIED.extend(applied)
     return list(_APPLIED)

@@ -2,8 +2,9 @@
 
 Each converter supplies ``convert(ckpt, name) -> (state_dict, meta)`` and a
 summary printer; this module gives them the command line (``IN OUT
-[--trust-source]``), the safe load, the clean atomic write and the
-exit-status handling, plus the tensor and scalar clean-up of the output.
+[--trust-source]``), the safe load, the clean atomic write (``{'state_dict',
+'meta'}``, or the bare state dict with ``flat=True``) and the exit-status
+handling, plus the tensor and scalar clean-up of the output.
 """
 
 from __future__ import annotations
@@ -81,15 +82,23 @@ def convert_file(
     convert: Callable[[Any, str], tuple[dict, dict]],
     *,
     trust_source: bool = False,
+    flat: bool = False,
 ) -> tuple[dict, int]:
     """Load ``src`` safely, convert it, write ``dst`` atomically.
 
+    ``dst`` holds ``{'state_dict': …, 'meta': …}``, or with ``flat=True``
+    the bare ``{name: tensor}`` state dict (``meta`` is then only returned,
+    e.g. for the summary).
+
     Returns:
-        tuple[dict, int]: The written ``meta`` and the number of tensors.
+        tuple[dict, int]: The ``meta`` (written unless ``flat``) and the
+        number of tensors.
     """
     ckpt = safe_load(src, map_location='cpu', trust_source=trust_source)
     state_dict, meta = convert(ckpt, src)
-    save_state_dict({'state_dict': state_dict, 'meta': meta}, dst)
+    save_state_dict(
+        state_dict if flat else {'state_dict': state_dict, 'meta': meta}, dst
+    )
     return meta, len(state_dict)
 
 
@@ -97,8 +106,12 @@ def run_converter(
     args: argparse.Namespace,
     convert: Callable[[Any, str], tuple[dict, dict]],
     summarize: Callable[[dict, int], Sequence[str]],
+    *,
+    flat: bool = False,
 ) -> int:
     """Convert ``args.input`` to ``args.output`` and print the summary.
+
+    ``flat`` is passed to :func:`convert_file`.
 
     Returns:
         int: 0, or 1 after printing ``Type: message`` to stderr for a
@@ -110,7 +123,11 @@ def run_converter(
     apply_patches()
     try:
         meta, tensors = convert_file(
-            args.input, args.output, convert, trust_source=args.trust_source
+            args.input,
+            args.output,
+            convert,
+            trust_source=args.trust_source,
+            flat=flat,
         )
     except (
         FileNotFoundError,

@@ -163,3 +163,52 @@ def test_atomic_local_writes(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ['last_checkpoint']
     backend.put(b'abc', tmp_path / 'sub' / 'x.bin')
     assert (tmp_path / 'sub' / 'x.bin').read_bytes() == b'abc'
+
+
+def _hue_image() -> np.ndarray:
+    """Saturated BGR colours all around the hue circle (PIL HSV is exact
+    to +-1 on them)."""
+    import cv2
+
+    hsv = np.zeros((16, 16, 3), np.uint8)
+    hsv[..., 0] = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    hsv[..., 1:] = 255
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR_FULL)
+
+
+@pytest.mark.parametrize('backend', ['pillow', 'cv2'])
+def test_adjust_hue_equals_mmcv_for_positive_shifts(backend):
+    from mmcv.image import photometric
+
+    apply_patches()
+    img = np.random.default_rng(0).integers(0, 256, (9, 11, 3), np.uint8)
+    assert photometric.adjust_hue is compat.adjust_hue
+    assert compat._MMCV_ADJUST_HUE.__module__ == 'mmcv.image.photometric'
+    for factor in (0.0, 0.1, 0.2, 0.5):
+        ours = compat.adjust_hue(img, factor, backend=backend)
+        with np.errstate(over='ignore'):
+            reference = compat._MMCV_ADJUST_HUE(img, factor, backend=backend)
+        assert np.array_equal(ours, reference), factor
+
+
+@pytest.mark.parametrize('backend', ['pillow', 'cv2'])
+def test_adjust_hue_negative_shift_wraps_like_numpy1(backend):
+    """-0.2 turns: numpy 1 computed uint8(-51) = 205 (mmcv raises on
+    numpy 2); every hue moves by 205 modulo 256."""
+    import cv2
+    from mmpretrain.datasets.transforms import ColorJitter
+
+    apply_patches()
+    img = _hue_image()
+    out = compat.adjust_hue(img, -0.2, backend=backend)
+    before = cv2.cvtColor(img, cv2.COLOR_BGR2HSV_FULL)[..., 0].astype(int)
+    after = cv2.cvtColor(out, cv2.COLOR_BGR2HSV_FULL)[..., 0].astype(int)
+    diff = (after - before) % 256
+    assert np.median(diff) == 205
+    assert np.all(
+        np.minimum(np.abs(diff - 205), 256 - np.abs(diff - 205)) <= 3
+    )
+    # mmpretrain's ColorJitter reaches the patched function.
+    jitter = ColorJitter(hue=0.5)
+    for _ in range(20):
+        assert jitter(dict(img=img.copy()))['img'].shape == img.shape

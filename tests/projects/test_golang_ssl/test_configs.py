@@ -329,3 +329,25 @@ def test_parameter_counts_are_pinned(resnet50_models):
         'neck.global_proj.0.weight',
         'neck.local_proj.3.bias',
     } <= keys
+
+
+def test_metafile_parameters_equal_the_built_models():
+    import yaml
+
+    meta = yaml.safe_load(
+        (REPO_ROOT / 'projects/golang_ssl/metafile.yml').read_text()
+    )
+    configs = {
+        p.stem for p in CONFIG_DIR.rglob('*.py') if '_base_' not in p.parts
+    }
+    assert {m['Name'] for m in meta['Models']} == configs
+    for entry in meta['Models']:
+        cfg = Config.fromfile(str(REPO_ROOT / entry['Config']))
+        model = cfg.model.to_dict()
+        model['backbone']['norm_cfg'] = dict(type='BN')
+        model['backbone'].pop('init_cfg', None)
+        if model['type'] == 'GAELLE':
+            model['neck']['norm_cfg'] = dict(type='BN1d')
+        built = MODELS.build(model)
+        count = sum(p.numel() for p in built.parameters())
+        assert entry['Metadata']['Parameters'] == count, entry['Name']

@@ -629,3 +629,49 @@ def test_cli_help(capsys):
         '--trust-source',
     ):
         assert option in out, option
+
+
+@pytest.mark.parametrize('with_local', [True, False])
+def test_full_loads_strictly_into_the_plugin_model(trunk, heads, with_local):
+    """The --full layout is the real GAELLE model's (not only a stand-in)."""
+    import projects.golang_ssl  # noqa: F401
+    from shared.registry import MODELS
+
+    ckpt = (
+        _gaelle_ckpt(trunk, heads) if with_local else _swav_ckpt(trunk, heads)
+    )
+    state, _ = convert(ckpt, name='ckpt.pth', full=True)
+    model = MODELS.build(
+        dict(
+            type='GAELLE',
+            backbone=dict(
+                type='ResNet',
+                depth=50,
+                out_indices=(3,),
+                norm_cfg=dict(type='BN'),
+            ),
+            neck=dict(
+                type='GAELLENeck',
+                hid_channels=HID,
+                feat_dim=D,
+                local_feat_dim=D_L,
+                with_local=with_local,
+                norm_cfg=dict(type='BN1d'),
+            ),
+            head=dict(
+                type='GAELLEHead',
+                loss=dict(
+                    type='GAELLELoss',
+                    feat_dim=D,
+                    local_feat_dim=D_L,
+                    num_prototypes=K,
+                    num_local_prototypes=K_L,
+                    with_local=with_local,
+                    with_l2g=with_local,
+                ),
+            ),
+        )
+    )
+    model.load_state_dict(state, strict=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key

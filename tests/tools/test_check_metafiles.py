@@ -70,16 +70,16 @@ def test_repository_passes():
 
 
 def test_copy_passes_and_registers_a_valid_model(repo_copy):
-    cfg = repo_copy / 'configs' / 'san' / 'san10-pairwise_8xb32_in1k.py'
+    cfg = repo_copy / 'configs' / 'san' / 'san-extra_1xb1_in1k.py'
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text('# placeholder\n')
     meta = {'Parameters': 10500000, 'FLOPs': 2200000000}
 
     def add(data):
-        data['Models'] = [
+        data['Models'] = list(data.get('Models') or []) + [
             _model(
-                'san10-pairwise_8xb32_in1k',
-                'configs/san/san10-pairwise_8xb32_in1k.py',
+                'san-extra_1xb1_in1k',
+                'configs/san/san-extra_1xb1_in1k.py',
                 Metadata=meta,
             )
         ]
@@ -203,6 +203,12 @@ def test_cli(repo_copy):
         [*run, '--root', str(repo_copy)], capture_output=True, text=True
     )
     assert bad.returncode == 1
-    assert "projects/san/metafile.yml: Models[0] 'x_1xb1_y': Config" in (
-        bad.stderr
+    index = len(
+        yaml.safe_load((REPO_ROOT / 'projects/san/metafile.yml').read_text())[
+            'Models'
+        ]
+    )
+    assert (
+        f"projects/san/metafile.yml: Models[{index}] 'x_1xb1_y': Config"
+        in bad.stderr
     )

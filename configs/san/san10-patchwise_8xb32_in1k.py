@@ -1,0 +1,13 @@
+# SAN10 patchwise (Zhao et al., CVPR 2020; hszhao/SAN README: ~11.8M params),
+# blocks per stage (2, 1, 2, 4, 1), SA kernels (3, 7, 7, 7, 7), on ImageNet-1k
+# with SAN's recipe (configs/san/_base_/san_8xb32_in1k.py).
+_base_ = ['./_base_/san_8xb32_in1k.py']
+
+model = dict(
+    backbone=dict(
+        type='SAN',
+        sa_type='patchwise',
+        layers=(2, 1, 2, 4, 1),
+        kernels=(3, 7, 7, 7, 7),
+    ),
+)

@@ -267,7 +267,7 @@ def adjust_hue(img: np.ndarray, hue_factor: float, backend=None) -> np.ndarray:
     """``mmcv.adjust_hue`` with the uint8 hue shift wrapped modulo 256.
 
     Args:
-        img (ndarray): ``(H, W, 3)`` BGR uint8 image (or ``(H, W)``).
+        img (ndarray): ``(H, W, 3)`` BGR image (uint8 for pillow).
         hue_factor (float): Hue shift in ``[-0.5, 0.5]`` turns.
         backend (str | None): ``'cv2'`` or ``'pillow'``; None takes mmcv's
             ``imread_backend``.
@@ -295,6 +295,11 @@ def adjust_hue(img: np.ndarray, hue_factor: float, backend=None) -> np.ndarray:
     if backend == 'pillow':
         if img.dtype != np.uint8:
             raise TypeError('Pillow backend only support uint8 type')
+        if img.ndim != 3 or img.shape[-1] != 3:
+            raise ValueError(
+                'adjust_hue: the pillow backend needs an (H, W, 3) BGR '
+                f'image, got shape {img.shape}'
+            )
         pil_image = Image.fromarray(np.ascontiguousarray(img[..., ::-1]))
         h, s, v = pil_image.convert('HSV').split()
         np_h = np.array(h, dtype=np.uint8)

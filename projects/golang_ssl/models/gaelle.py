@@ -131,6 +131,13 @@ class GAELLE(BaseSelfSupervisor):
         neck_out = self.neck(maps, batch_size=batch_size, num_crops=groups)
         return self.head.loss(neck_out)
 
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        """``'tensor'`` (backbone features), ``'loss'`` or ``'predict'``
+        (which raises :class:`NotImplementedError`)."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode=mode)
+
     def predict(self, *args, **kwargs):
         """Not available: evaluate with the linear probe configs."""
         raise NotImplementedError(

@@ -212,3 +212,8 @@ def test_adjust_hue_negative_shift_wraps_like_numpy1(backend):
     jitter = ColorJitter(hue=0.5)
     for _ in range(20):
         assert jitter(dict(img=img.copy()))['img'].shape == img.shape
+
+
+def test_adjust_hue_pillow_rejects_a_gray_image():
+    with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
+        compat.adjust_hue(np.zeros((4, 5), np.uint8), 0.1, backend='pillow')

@@ -124,6 +124,9 @@ def test_bad_crop_layouts_and_batch_sizes_raise(model, inputs, match):
 def test_predict_points_to_the_probe(model):
     with pytest.raises(NotImplementedError, match='linear-probe_golang'):
         model.predict(views(RECIPE))
+    # The runner's val/test loops call forward(mode='predict').
+    with pytest.raises(NotImplementedError, match='linear-probe'):
+        model(views(RECIPE), mode='predict')
 
 
 def test_trunk_runs_once_per_resolution_group(model):

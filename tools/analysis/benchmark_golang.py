@@ -29,9 +29,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +48,7 @@ from projects.golang_ssl.models.sinkhorn import (  # noqa: E402
 )
 from shared.registry import MODELS, OPTIMIZERS  # noqa: E402
 from shared.utils.compat import apply_patches  # noqa: E402
+from shared.utils.timing import time_interleaved  # noqa: E402
 
 CHANNELS = {18: 512, 34: 512, 50: 2048}
 
@@ -117,29 +116,6 @@ def build_model(args, with_local: bool) -> torch.nn.Module:
     return model.to(args.device).train()
 
 
-def sync(device: str) -> None:
-    """Wait for queued kernels before reading the clock."""
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize()
-
-
-def interleaved(fns: dict[str, Callable[[], None]], args) -> dict[str, float]:
-    """Median seconds per call of each function, runs interleaved."""
-    for _ in range(args.warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    names = list(fns)
-    for i in range(args.iters):
-        for name in names if i % 2 == 0 else names[::-1]:
-            sync(args.device)
-            start = time.perf_counter()
-            fns[name]()
-            sync(args.device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def make_views(args) -> list[torch.Tensor]:
     """The multi-crop batch: V global crops, then the local crops."""
     gen = torch.Generator().manual_seed(0)
@@ -196,7 +172,9 @@ def main(argv=None) -> dict[str, dict[str, float]]:
 
         return run
 
-    out['train'] = interleaved({n: step(n) for n in models}, args)
+    out['train'] = time_interleaved(
+        {n: step(n) for n in models}, args.iters, args.warmup, args.device
+    )
     report('train', out['train'], args.batch_size)
 
     model = models['gaelle']
@@ -229,7 +207,9 @@ def main(argv=None) -> dict[str, dict[str, float]]:
 
         return run
 
-    out['neck'] = interleaved({n: neck_run(n) for n in necks}, args)
+    out['neck'] = time_interleaved(
+        {n: neck_run(n) for n in necks}, args.iters, args.warmup, args.device
+    )
     report('neck', out['neck'], args.batch_size)
 
     rows = args.queue_rows + args.batch_size
@@ -242,7 +222,7 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     ours = distributed_sinkhorn_knopp(scores, 0.05, 3)
     ref = distributed_sinkhorn(scores, 3, 1, 0.05)
     err = (ours - ref).abs().max().item()
-    out['sinkhorn'] = interleaved(
+    out['sinkhorn'] = time_interleaved(
         {
             'sinkhorn ours': lambda: distributed_sinkhorn_knopp(
                 scores, 0.05, 3
@@ -251,7 +231,9 @@ def main(argv=None) -> dict[str, dict[str, float]]:
                 scores, 3, 1, 0.05
             ),
         },
-        args,
+        args.iters,
+        args.warmup,
+        args.device,
     )
     report('sinkhorn', out['sinkhorn'], rows)
     print(f'[sinkhorn] max |ours - mmpretrain| = {err:.3g} (one process)')

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -54,6 +52,10 @@ from torch import nn  # noqa: E402
 import projects.tscam  # noqa: E402,F401  (registers the TS-CAM models)
 from shared.registry import MODELS  # noqa: E402
 from shared.utils.compat import apply_patches  # noqa: E402
+from shared.utils.timing import (  # noqa: E402
+    synchronize,
+    time_interleaved,
+)
 
 ARCHS = {
     'micro': dict(embed_dims=64, depth=2, num_heads=2),
@@ -104,53 +106,14 @@ def build_timm(arch: str, img_size: int, num_classes: int) -> nn.Module:
     )
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(
-    fns: dict[str, Callable[[], object]],
-    iters: int,
-    warmup: int,
-    device: torch.device,
-) -> dict[str, float]:
-    """Median seconds per call of each function, calls interleaved.
-
-    Args:
-        fns: Name -> zero-argument callable (one iteration).
-        iters: Timed repeats; each runs every function once, the order
-            reversed on odd repeats so no variant always runs first.
-        warmup: Untimed calls of each function before timing.
-        device: Synchronised around each timed call.
-
-    Returns:
-        dict[str, float]: Name -> median seconds.
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(fns)
-    for rep in range(iters):
-        for name in names if rep % 2 == 0 else names[::-1]:
-            _sync(device)
-            start = time.perf_counter()
-            fns[name]()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
     """Bytes ``fn`` allocates at its peak on top of what is already held."""
-    _sync(device)
+    synchronize(device)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
     out = fn()
-    _sync(device)
+    synchronize(device)
     del out
     return torch.cuda.max_memory_allocated(device) - base
 

@@ -62,6 +62,10 @@ from projects.wsol_sst.models.localizer import (  # noqa: E402
 )
 from shared.evaluation.metrics import LocAccuracyMetric  # noqa: E402
 from shared.utils.compat import apply_patches  # noqa: E402
+from shared.utils.timing import (  # noqa: E402
+    interleaved_runs,
+    synchronize,
+)
 
 ARCHS = {
     'vgg16': dict(type='SSTVGG16'),
@@ -135,10 +139,10 @@ def build_metrics(with_sos: bool) -> dict[str, LocAccuracyMetric]:
 
 def run_ours(model, inputs, samples, metrics, device) -> dict[str, float]:
     """predict + every metric entry's ``process``; seconds per part."""
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     outputs = model.predict(inputs, [s.clone() for s in samples])
-    _sync(device)
+    synchronize(device)
     mid = time.perf_counter()
     # what mmengine's Evaluator hands to process()
     dicts = [s.to_dict() for s in outputs]
@@ -283,10 +287,10 @@ def reference_loop(raw: dict, samples, size: int, scg_source: str) -> dict:
 
 def run_reference(model, inputs, samples, device, store) -> dict:
     """Raw forward + the per-threshold loop; seconds per part."""
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     raw = raw_forward(model, inputs)
-    _sync(device)
+    synchronize(device)
     mid = time.perf_counter()
     store['counts'] = reference_loop(
         raw, samples, inputs.shape[-1], model.test_cfg['scg_source']
@@ -296,11 +300,6 @@ def run_reference(model, inputs, samples, device, store) -> dict:
 
 
 # -- timing -------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def time_interleaved(
@@ -316,14 +315,7 @@ def time_interleaved(
     Returns:
         dict: Name -> part -> median seconds.
     """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[dict[str, float]]] = {name: [] for name in fns}
-    names = list(fns)
-    for rep in range(iters):
-        for name in names if rep % 2 == 0 else names[::-1]:
-            times[name].append(fns[name]())
+    times = interleaved_runs(fns, iters, warmup)
     return {
         name: {
             part: statistics.median(t[part] for t in runs) for part in runs[0]

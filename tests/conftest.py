@@ -102,6 +102,30 @@ def python() -> str:
     return sys.executable
 
 
+def load_tool(path, name: str | None = None):
+    """Import a script of ``tools/`` (not a package) as a module.
+
+    Args:
+        path: The script, absolute or relative to the repository root.
+        name: Module name; ``<stem>_tool`` by default. The module is put in
+            ``sys.modules`` under it (dataclasses look their module up).
+
+    Returns:
+        module: The executed script.
+    """
+    import importlib.util
+
+    path = Path(path)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    name = name or f'{path.stem}_tool'
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_tool(
     args: list[str],
     *,

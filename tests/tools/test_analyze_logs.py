@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,21 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_tool
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ANALYZE = REPO_ROOT / 'tools' / 'analysis' / 'analyze_logs.py'
 PRINT_CONFIG = REPO_ROOT / 'tools' / 'analysis' / 'print_config.py'
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
-
-
-al = _load(ANALYZE, 'analyze_logs')
+al = load_tool(ANALYZE, 'analyze_logs')
 
 
 def _write_scalars(run_dir: Path, loss0: float = 2.0) -> Path:

@@ -4,28 +4,16 @@ targets are what the benchmark itself prints)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_tool
 
 TOOL = REPO_ROOT / 'tools' / 'analysis' / 'benchmark_golang.py'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_golang_tool', TOOL
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_tool()
+bench = load_tool(TOOL)
 
 
 def test_quick_run_reports_every_variant_and_ratio(capsys):

@@ -3,29 +3,19 @@ the §11 speed target is what the benchmark itself prints)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_tool
 
 TOOL = REPO_ROOT / 'tools' / 'analysis' / 'benchmark_tscam.py'
 NUM = r'([+-]?\d+(?:\.\d+)?)'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('benchmark_tscam_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_tool()
+bench = load_tool(TOOL)
 
 
 def _rate(out: str, kind: str, label: str) -> tuple[float, float]:

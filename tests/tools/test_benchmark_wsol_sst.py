@@ -4,31 +4,19 @@ itself prints)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_tool
 
 TOOL = REPO_ROOT / 'tools' / 'analysis' / 'benchmark_wsol_sst.py'
 NUM = r'([+-]?\d+(?:\.\d+)?)'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_wsol_sst_tool', TOOL
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_tool()
+bench = load_tool(TOOL)
 
 
 @pytest.mark.parametrize('mode', ['sos+sa_v3', 'spa'])

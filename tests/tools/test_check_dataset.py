@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
 
@@ -10,20 +9,10 @@ import pytest
 from PIL import Image
 
 from shared.datasets.synthetic import generate
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import load_tool, run_tool
 
 SCRIPT = 'tools/dataset_converters/check_dataset.py'
 DEMO = 'configs/demo/resnet18-micro_1xb16-5e_synthetic-imagefolder.py'
-
-
-def _tool():
-    """Import the script (``tools/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        'check_dataset_tool', REPO_ROOT / SCRIPT
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_imagefolder_clean_and_with_a_missing_image(tmp_path):
@@ -91,7 +80,7 @@ def test_inmemory_dataset_is_decoded_from_its_bytes(sketch_root, tmp_path):
 
 
 def test_header_problems_decode_inmemory_bytes():
-    tool = _tool()
+    tool = load_tool(SCRIPT)
 
     class Blobs:
         def __init__(self, blobs):

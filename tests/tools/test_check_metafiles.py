@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -11,19 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import load_tool
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = REPO_ROOT / 'tools' / 'analysis' / 'check_metafiles.py'
 PROJECTS = ('san', 'tscam', 'wsol_sst', 'golang_ssl')
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('check_metafiles_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool(TOOL)
 
 
 @pytest.fixture

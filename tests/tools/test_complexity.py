@@ -4,9 +4,7 @@ the CLI on whole models against an analytic ResNet count."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import warnings
 
 import pytest
@@ -14,20 +12,12 @@ import torch
 from torch import nn
 
 from shared.ops import Aggregation, Subtraction, Subtraction2
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_tool
 
 TOOL = REPO_ROOT / 'tools' / 'analysis' / 'complexity.py'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('complexity_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cx = _load_tool()
+cx = load_tool(TOOL)
 
 
 def macs_of(module: nn.Module, *inputs: torch.Tensor) -> int | float:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,22 +15,12 @@ from mmpretrain.models import ResNet
 from torch import nn
 
 from shared.utils.checkpoint import list_checkpoint_globals, save_state_dict
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import load_tool, run_tool
 
 TOOL = 'tools/model_converters/golang_to_backbone.py'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'golang_to_backbone_tool', REPO_ROOT / TOOL
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool(TOOL)
 main, convert, ConversionError = tool.main, tool.convert, tool.ConversionError
 #: Small head sizes (the converter reads them from the file): hid, d, d_l,
 #: K, K_l.

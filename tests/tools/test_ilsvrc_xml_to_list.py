@@ -7,13 +7,12 @@ XMLs stop the conversion naming the file and line.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 
 import pytest
 
 from shared.datasets.synthetic import generate
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import load_tool, run_tool
 
 SCRIPT = 'tools/dataset_converters/ilsvrc_xml_to_list.py'
 META_FILES = (
@@ -24,16 +23,7 @@ META_FILES = (
 )
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'ilsvrc_xml_to_list', REPO_ROOT / SCRIPT
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool(SCRIPT)
 
 
 @pytest.fixture(scope='module')

@@ -9,8 +9,6 @@ check.
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,21 +16,12 @@ from PIL import Image
 import shared.datasets.wsol as wsol
 from shared.datasets.base import DatasetSampleError
 from shared.datasets.synthetic import generate
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import load_tool, run_tool
 
 SCRIPT = 'tools/dataset_converters/masks_to_wsolmeta.py'
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'masks_to_wsolmeta', REPO_ROOT / SCRIPT
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool(SCRIPT)
 
 
 @pytest.fixture(scope='module')

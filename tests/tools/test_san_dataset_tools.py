@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from shared.datasets.san_formats import (
     load_init_file,
     save_san_file,
 )
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import REPO_ROOT, load_tool, run_tool
 
 TOOLS = 'tools/dataset_converters'
 #: Images per class folder of the tiny tree (12 classes: > 1 checkpoint).
@@ -27,13 +26,7 @@ TOTAL = sum(SIZES) + 5
 
 
 def _tool(name: str):
-    """Import ``tools/dataset_converters/<name>.py`` (not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f'san_tool_{name}', REPO_ROOT / TOOLS / f'{name}.py'
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(REPO_ROOT / TOOLS / f'{name}.py', f'san_tool_{name}')
 
 
 def _image(path: Path, value: int, size=(9, 7)) -> None:

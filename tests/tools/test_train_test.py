@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -12,19 +11,10 @@ import torch
 
 from shared.utils.checkpoint import safe_load, save_state_dict
 from shared.utils.entrypoint import ConfigError, load_config
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import REPO_ROOT, load_tool, run_tool
 
 CFG = 'configs/demo/resnet18-micro_1xb16-5e_synthetic-imagefolder.py'
 FAST = ['default_hooks.logger.interval=1']
-
-
-def load_tool(rel: str):
-    spec = importlib.util.spec_from_file_location(
-        Path(rel).stem + '_tool', REPO_ROOT / rel
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train(work_dir, *extra, env=None, check=True):

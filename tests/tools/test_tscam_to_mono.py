@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -20,22 +18,12 @@ import projects.tscam  # noqa: F401  (registers the TS-CAM models)
 from shared.registry import MODELS
 from shared.utils.checkpoint import list_checkpoint_globals, save_state_dict
 from shared.utils.compat import apply_patches
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import load_tool, run_tool
 
 TOOL = 'tools/model_converters/tscam_to_mono.py'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'tscam_to_mono_tool', REPO_ROOT / TOOL
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool(TOOL)
 main, guess_arch = tool.main, tool.guess_arch
 MICRO = dict(embed_dims=64, depth=2, num_heads=2)
 IMG = 64  # 4x4 patch grid: small and fast

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ from shared.evaluation.wsol import box_iou
 from shared.registry import DATASETS, MODELS
 from shared.utils.entrypoint import ConfigError, load_config
 from shared.visualization import overlay_cam
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import REPO_ROOT, load_tool, run_tool
 
 CFG = str(
     REPO_ROOT / 'configs/demo/cam-resnet18-micro_1xb16-10e_synthetic-cub.py'
@@ -35,14 +34,7 @@ WIDEN = [
 ]
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('vis_cam', REPO_ROOT / TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-vis_cam = _load_tool()
+vis_cam = load_tool(TOOL)
 
 
 @pytest.fixture(scope='module')

@@ -3,7 +3,6 @@ metadata with the generator's oracle maps (``evaluation.md`` §1, §2)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -13,21 +12,12 @@ import numpy as np
 import pytest
 
 from shared.datasets.synthetic import generate
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import load_tool, run_tool
 
 TOOL = 'tools/analysis/wsol_eval_offline.py'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'wsol_eval_offline', REPO_ROOT / TOOL
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool(TOOL)
 
 
 @pytest.fixture(scope='module')

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +20,12 @@ from projects.wsol_sst.models import (
 )
 from shared.utils.checkpoint import list_checkpoint_globals, save_state_dict
 from shared.utils.compat import apply_patches
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import load_tool, run_tool
 
 TOOL = 'tools/model_converters/wsolsst_to_mono.py'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'wsolsst_to_mono_tool', REPO_ROOT / TOOL
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool(TOOL)
 main, convert, ConversionError = tool.main, tool.convert, tool.ConversionError
 CLASSES = 5  # small C keeps the cls head's last conv tiny
 

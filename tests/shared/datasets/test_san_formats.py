@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from shared.datasets.san_formats import (
 )
 from shared.datasets.synthetic import generate
 from shared.registry import DATASETS
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import REPO_ROOT, load_tool, run_tool
 
 LOAD = dict(
     type='LoadImageFromFile',
@@ -61,12 +60,7 @@ def data(tmp_path_factory) -> Path:
 
 def _tool_main(script: str, argv: list[str]) -> int:
     """Run a tool's ``main(argv)`` in this process (no interpreter start)."""
-    spec = importlib.util.spec_from_file_location(
-        Path(script).stem, REPO_ROOT / script
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return load_tool(script).main(argv)
 
 
 def _write(path: Path, lines: list[str]) -> str:

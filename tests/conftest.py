@@ -102,6 +102,20 @@ def python() -> str:
     return sys.executable
 
 
+class PickleBomb:
+    """Unpickles to ``os.system('touch MARKER')``: a planted payload.
+
+    A loader that executes it creates ``marker``; the safe loaders must
+    refuse it, so the tests assert that the file never appears.
+    """
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
 def load_tool(path, name: str | None = None):
     """Import a script of ``tools/`` (not a package) as a module.
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from mmpretrain.models import ResNet
 from torch import nn
 
 from shared.utils.checkpoint import list_checkpoint_globals, save_state_dict
-from tests.conftest import load_tool, run_tool
+from tests.conftest import PickleBomb, load_tool, run_tool
 
 TOOL = 'tools/model_converters/golang_to_backbone.py'
 
@@ -576,20 +574,12 @@ def test_full_swav_and_inconsistent_sizes(trunk, heads):
     assert 'unknown neck.global_proj.weight (16, 2048)' in str(info.value)
 
 
-class _Exploit:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}',))
-
-
 def test_planted_pickle_does_not_run(tmp_path):
     marker = tmp_path / 'MARKER'
     ckpt = {
         'epoch': 1,
         'state_dict': {'module.conv1.weight': torch.zeros(2)},
-        'args': _Exploit(marker),
+        'args': PickleBomb(marker),
     }
     src, dst = tmp_path / 'evil.pth.tar', tmp_path / 'out.pth'
     torch.save(ckpt, src)

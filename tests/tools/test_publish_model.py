@@ -15,7 +15,7 @@ import torch
 from mmengine.logging import MessageHub
 
 from shared.utils.checkpoint import list_checkpoint_globals, save_state_dict
-from tests.conftest import run_tool
+from tests.conftest import PickleBomb, run_tool
 
 TOOL = 'tools/model_converters/publish_model.py'
 CFG_TEXT = "model = dict(type='ImageClassifier')\n"
@@ -146,19 +146,11 @@ def test_default_stem_and_bare_state_dict(tmp_path):
         assert torch.equal(loaded['state_dict'][key], value)
 
 
-class _Exploit:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}',))
-
-
 @pytest.mark.parametrize('fmt', ['zip', 'legacy'])
 def test_refuses_malicious_pickle(tmp_path, fmt):
     marker = tmp_path / 'MARKER'
     src = tmp_path / 'evil.pth'
-    payload = {'state_dict': {'w': torch.ones(1)}, 'x': _Exploit(marker)}
+    payload = {'state_dict': {'w': torch.ones(1)}, 'x': PickleBomb(marker)}
     torch.save(payload, src, _use_new_zipfile_serialization=fmt == 'zip')
     out_dir = tmp_path / 'out'
     proc = _publish(str(src), str(out_dir), check=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import projects.tscam  # noqa: F401  (registers the TS-CAM models)
 from shared.registry import MODELS
 from shared.utils.checkpoint import list_checkpoint_globals, save_state_dict
 from shared.utils.compat import apply_patches
-from tests.conftest import load_tool, run_tool
+from tests.conftest import PickleBomb, load_tool, run_tool
 
 TOOL = 'tools/model_converters/tscam_to_mono.py'
 
@@ -282,18 +281,10 @@ def test_errors(tmp_path, capsys, ckpt, messages):
     assert not dst.exists()
 
 
-class _Exploit:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}',))
-
-
 def test_refuses_planted_pickle(tmp_path, capsys):
     marker = tmp_path / 'MARKER'
     ckpt, _, _ = _original()
-    ckpt['args'] = _Exploit(marker)
+    ckpt['args'] = PickleBomb(marker)
     src, dst = tmp_path / 'evil.pth', tmp_path / 'out.pth'
     torch.save(ckpt, src)
     assert main([str(src), str(dst)]) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from projects.wsol_sst.models import (
 )
 from shared.utils.checkpoint import list_checkpoint_globals, save_state_dict
 from shared.utils.compat import apply_patches
-from tests.conftest import load_tool, run_tool
+from tests.conftest import PickleBomb, load_tool, run_tool
 
 TOOL = 'tools/model_converters/wsolsst_to_mono.py'
 
@@ -410,20 +409,12 @@ def test_cli_errors_write_nothing(tmp_path, capsys, ckpt, messages):
     assert not dst.exists()
 
 
-class _Exploit:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}',))
-
-
 def test_refuses_planted_pickle(tmp_path, capsys):
     marker = tmp_path / 'MARKER'
     ckpt = {
         'epoch': 1,
         'state_dict': {'module.conv5.0.weight': torch.zeros(2)},
-        'args': _Exploit(marker),
+        'args': PickleBomb(marker),
     }
     src, dst = tmp_path / 'evil.pth.tar', tmp_path / 'out.pth'
     torch.save(ckpt, src)

@@ -22,16 +22,7 @@ from shared.utils.checkpoint import (
     safe_load,
     save_state_dict,
 )
-
-
-class Boom:
-    """Pickles to a call that would create a marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}',))
+from tests.conftest import PickleBomb
 
 
 def training_like_checkpoint() -> dict:
@@ -49,7 +40,7 @@ def training_like_checkpoint() -> dict:
 
 def write_malicious(path: Path, marker: Path, legacy: bool) -> None:
     torch.save(
-        {'state_dict': {'w': torch.ones(1)}, 'x': Boom(marker)},
+        {'state_dict': {'w': torch.ones(1)}, 'x': PickleBomb(marker)},
         path,
         _use_new_zipfile_serialization=not legacy,
     )
@@ -207,7 +198,7 @@ def test_pickle_module_unused_outside_checkpoint():
     marker_dir = Path(os.environ.get('TMPDIR', '/tmp'))
     marker = marker_dir / f'pickle_sanity_{os.getpid()}'
     try:
-        pickle.loads(pickle.dumps(Boom(marker)))  # noqa: S301
+        pickle.loads(pickle.dumps(PickleBomb(marker)))  # noqa: S301
         assert marker.exists()
     finally:
         marker.unlink(missing_ok=True)
@@ -279,7 +270,7 @@ def test_mmengine_pickle_files_use_the_safe_unpickler(tmp_path):
 
     marker = tmp_path / 'pwned'
     with open(tmp_path / 'evil.pkl', 'wb') as f:
-        pickle.dump({'x': Boom(marker)}, f, protocol=2)
+        pickle.dump({'x': PickleBomb(marker)}, f, protocol=2)
     with pytest.raises(UnsafeCheckpointError, match='posix.system'):
         mmengine.load(str(tmp_path / 'evil.pkl'))
     assert not marker.exists()

@@ -19,8 +19,8 @@ from projects.tscam.models.weights import load_vit_weights
 from shared.registry import MODELS
 from shared.utils.checkpoint import UnsafeCheckpointError
 from shared.utils.state_dict import StateDictMismatchError, read_weight_file
+from tests.conftest import PickleBomb
 from tests.shared.datasets.logs import captured_log
-from tests.shared.utils.test_checkpoint import Boom
 
 from .tscam_helpers import MICRO, classifier_cfg
 
@@ -177,7 +177,7 @@ def test_distilled_checkpoint_is_refused(tmp_path):
 def test_planted_pickle_never_runs(tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
-    torch.save({'model': micro_timm(), 'args': Boom(marker)}, path)
+    torch.save({'model': micro_timm(), 'args': PickleBomb(marker)}, path)
     with pytest.raises(UnsafeCheckpointError) as err:
         load_micro(path)
     assert 'evil.pth' in str(err.value)

@@ -27,7 +27,7 @@ from projects.wsol_sst.models.backbones import (
 from shared.registry import MODELS
 from shared.utils.checkpoint import UnsafeCheckpointError
 from shared.utils.state_dict import StateDictMismatchError
-from tests.shared.utils.test_checkpoint import Boom
+from tests.conftest import PickleBomb
 
 #: Parameters of torchvision's ``vgg16().features`` (13 convs with bias).
 VGG16_PARAMS = 14_714_688
@@ -538,7 +538,7 @@ def test_planted_pickle_never_runs(tv_features, tmp_path, legacy):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
     torch.save(
-        {'state_dict': vgg_file_state(tv_features), 'x': Boom(marker)},
+        {'state_dict': vgg_file_state(tv_features), 'x': PickleBomb(marker)},
         path,
         _use_new_zipfile_serialization=not legacy,
     )

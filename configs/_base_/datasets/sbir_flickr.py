@@ -7,12 +7,16 @@
 #   test:  Flickr15k, 330 sketch queries against 14,501 photos
 #          (test_gallery_dataloader). Flickr15k classes are named 0..32 and
 #          its sketch folders are 1-based, so check_path_class stays off.
-# Layouts (txt lists <path>\t<idx> + mapping.txt <class_name>\t<idx>):
+# Layouts (txt lists <path>\t<idx> + mapping.txt <class_name>\t<idx>; the
+# fork's lists ship in projects/san/data_lists/<same folder names>, paths
+# relative to each folder: copy them into <DATA_ROOT>):
 #   <DATA_ROOT>/Sketch_EITZ/{train,val_queries}.txt
 #   <DATA_ROOT>/flickr25k_photos/{train,val}.txt   (class names and indices
 #       must equal Sketch_EITZ's; the fork's README warns that Flickr25k
 #       names may need renaming)
 #   <DATA_ROOT>/Flickr15k/{sketches,photos}/test.txt
+#       (images in Flickr15k/photos/images/<name>/<n>.jpg and
+#       Flickr15k/sketches/<1..33>/<n>.png)
 # ImageNet statistics for both modalities; projects/san's SBIR configs set
 # the model's SANSBIRDataPreprocessor, val_evaluator / test_evaluator
 # (SANRetrievalMetric with the gallery dataloaders below) and add the

@@ -3,10 +3,11 @@
 #   <DATA_ROOT>/Sketch_EITZ/data/<class>/<n>.png
 #   <DATA_ROOT>/Sketch_EITZ/{train,val,val_queries}.txt   <path>\t<idx>
 #   <DATA_ROOT>/Sketch_EITZ/mapping.txt                   <class_name>\t<idx>
-# Relative paths in the lists are joined to data_root. The fork's committed
-# lists hold absolute paths of its authors' disk (/mnt/ssdDrive/Sketch_EITZ/
-# <class>/<n>.png): give both datasets path_replace=(that prefix,
-# <your-data-dir>/Sketch_EITZ/data/).
+# The fork's lists ship in projects/san/data_lists/Sketch_EITZ/ with paths
+# relative to the dataset root (data/<class>/<n>.png): copy them into
+# <DATA_ROOT>/Sketch_EITZ/. Lists holding the fork's absolute paths
+# (/mnt/ssdDrive/Sketch_EITZ/<class>/<n>.png) also work with
+# path_replace=(that prefix, <your-data-dir>/Sketch_EITZ/data/).
 # Recipe of san.md §3.1/§3.2: RandomResizedCrop 224 + flip for training,
 # short side 256 + centre crop 224 for validation, pillow decoding; MNIST
 # statistics (0.1307 / 0.3081, x255) on the three identical channels.

@@ -328,3 +328,52 @@ def test_init_txt_round_trip(tree, tmp_path, capsys):
     (lists / 'bad.txt').write_text('c00/00.png\t0\nc00/01.png\tx\n')
     assert to_init.main([str(lists / 'bad.txt'), back]) == 2
     assert "bad.txt:2: label 'x' is not an integer" in capsys.readouterr().err
+
+
+def test_init_to_txt_rebuilds_a_complement_split(tree, tmp_path, capsys):
+    # miniQuickDraw's train.txt is absent from the fork's repository: it is
+    # rebuilt as every image of the mapped classes that is not in val.txt.
+    _tool('make_dataset_paths').make_dataset_paths(
+        str(tree), str(tmp_path), 'all_init.pt'
+    )
+    init = str(tmp_path / 'all_init.pt')
+    lists = tmp_path / 'lists'
+    lists.mkdir()
+    # Two classes, in an order other than sorted, as the fork's mappings.
+    (lists / 'mapping.txt').write_text('c03\t0\nc01\t1\n')
+    (lists / 'val.txt').write_text('c01/00.png\t1\nc03/nested/03.png\t0\n')
+    to_txt = _tool('init_to_txt')
+    argv = [init, str(lists / 'train.txt'), '--relative-to', str(tree)]
+    argv += ['--classes', str(lists / 'mapping.txt')]
+    assert to_txt.main([*argv, '--exclude', str(lists / 'val.txt')]) == 0
+    rows = [
+        line.split('\t')
+        for line in (lists / 'train.txt').read_text().splitlines()
+    ]
+    all_rows = {
+        (os.path.relpath(p, tree), label)
+        for p, label in load_init_file(init)['samples']
+    }
+    old = {'c03': 3, 'c01': 1}
+    expected = {
+        (p, str(new))
+        for new, name in enumerate(('c03', 'c01'))
+        for p, label in all_rows
+        if label == old[name] and p not in ('c01/00.png', 'c03/nested/03.png')
+    }
+    assert {tuple(r) for r in rows} == expected
+    assert len(rows) == SIZES[1] + SIZES[3] - 2
+    assert (lists / 'mapping.txt').read_text() == 'c03\t0\nc01\t1\n'
+    ds = SANTxtListDataset(
+        data_root=str(lists),
+        ann_file='train.txt',
+        path_prefix=str(tree),
+        check_path_class=False,
+        check_images='header',
+    )
+    assert len(ds) == len(rows)
+    # A class the scan does not hold is named.
+    (lists / 'other.txt').write_text('c03\t0\nzebra\t1\n')
+    argv[-1] = str(lists / 'other.txt')
+    assert to_txt.main([*argv[:2], '--classes', argv[-1]]) == 2
+    assert "'zebra'" in capsys.readouterr().err

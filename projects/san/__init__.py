@@ -12,4 +12,4 @@ registered names available: ``SAN``, ``SANResNet``, ``SANMixedNet``
 
 import shared  # noqa: F401
 
-from . import models  # noqa: F401
+from . import datasets, models  # noqa: F401

@@ -1,0 +1,13 @@
+# SANMixedNet 'hybrid_patch_2-2' on flickr25k photos (250 classes) with the
+# fork's recipe (configs/san/_base_/mixed_2xb32.py): 100 epochs, ImageNet
+# statistics.
+# FearsomeTuna/SAN config/flickr25k_photos/flickr25k_photos_hybrid_patch_2-2.yaml
+_base_ = [
+    '../_base_/datasets/flickr25k_photos.py',
+    './_base_/mixed_2xb32.py',
+]
+
+model = dict(
+    backbone=dict(arch='hybrid_patch_2-2'),
+    head=dict(num_classes=250),
+)

@@ -1,0 +1,15 @@
+# SANMixedNet 'resnet26' on mini-QuickDraw (300 classes) with the fork's recipe
+# (configs/san/_base_/mixed_2xb32.py): 50 epochs, MNIST statistics.
+# FearsomeTuna/SAN config/mini_quickdraw/mini_quickdraw_resnet26.yaml
+_base_ = [
+    '../_base_/datasets/mini_quickdraw.py',
+    './_base_/mixed_2xb32.py',
+]
+
+model = dict(
+    backbone=dict(arch='resnet26'),
+    head=dict(num_classes=300),
+)
+
+train_cfg = dict(max_epochs=50)
+param_scheduler = dict(T_max=50)

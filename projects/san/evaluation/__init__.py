@@ -1,0 +1,5 @@
+"""SAN evaluation: the SBIR / zero-shot retrieval metric."""
+
+from .retrieval_metric import SANRetrievalMetric
+
+__all__ = ['SANRetrievalMetric']

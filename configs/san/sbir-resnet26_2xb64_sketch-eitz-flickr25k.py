@@ -19,9 +19,8 @@
 #
 # The unshared parts start from the two `-from-in1k` classification runs
 # (50 epochs; their last checkpoint, epoch_50.pth, is the reported one).
-# Point the two paths below at their checkpoints, or override them with
+# Point the two paths in `model` at their checkpoints, or override them with
 #   --cfg-options model.sketch_checkpoint=PATH model.photo_checkpoint=PATH
-# (the top-level names are read once, when this file is parsed).
 _base_ = [
     '../_base_/datasets/sbir_flickr.py',
     '../_base_/default_runtime.py',
@@ -30,24 +29,19 @@ _base_ = [
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['projects.san'], allow_failed_imports=False)
 
-arch = 'resnet26'
-sketch_checkpoint = (
-    'work_dirs/mixed-resnet26-from-in1k_2xb32_sketch-eitz/epoch_50.pth'
-)
-photo_checkpoint = (
-    'work_dirs/mixed-resnet26-from-in1k_2xb32_flickr25k-photos/epoch_50.pth'
-)
 contrastive_epochs = 35
 total_epochs = 45
 
 model = dict(
     type='SANSBIRModel',
-    arch=arch,
+    arch='resnet26',
     share=2,
     num_classes=250,
     embed_dims=1024,
-    sketch_checkpoint=sketch_checkpoint,
-    photo_checkpoint=photo_checkpoint,
+    sketch_checkpoint='work_dirs/mixed-resnet26-from-in1k_2xb32_sketch-eitz/'
+    'epoch_50.pth',
+    photo_checkpoint='work_dirs/mixed-resnet26-from-in1k_2xb32_'
+    'flickr25k-photos/epoch_50.pth',
     label_smooth=0.1,
     margin=0.7,
     contrastive_epochs=contrastive_epochs,

@@ -36,9 +36,10 @@ def null_pretrained(node):
     """Drop pretrained paths so the model builds without weight files."""
     if isinstance(node, dict):
         for key in list(node):
-            if key in ('pretrained', 'checkpoint') and isinstance(
-                node[key], str
-            ):
+            named = key in ('pretrained', 'checkpoint') or key.endswith(
+                '_checkpoint'
+            )
+            if named and isinstance(node[key], str):
                 node[key] = None
             elif (
                 key == 'init_cfg'
